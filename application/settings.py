@@ -1,0 +1,105 @@
+"""Configuration from the environment (pydantic-settings). The one place that reads it."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import holidays as holidays_lib
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.calendar import DEFAULT_WINDOWS, SendingCalendar, Window
+from domain.channels import Channel
+
+DAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def parse_days(text: str) -> frozenset[int]:
+    """'mon-sat' or 'mon,wed,fri' or 'all' → weekday numbers (Monday=0)."""
+    text = text.strip().lower()
+    if text == "all":
+        return frozenset(range(7))
+    days: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = (DAY_NAMES.index(p.strip()[:3]) for p in part.split("-"))
+            days.update(range(a, b + 1))
+        else:
+            days.add(DAY_NAMES.index(part[:3]))
+    return frozenset(days)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTREACH_", extra="ignore")
+
+    database_url: str = "sqlite:///var/outreach.db"
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic_prefix: str = "outreach"
+    kafka_intent_partitions: int = 6
+
+    organisation: str = "Total Healthcare"
+    timezone: str = "America/Chicago"
+    text_window: str = "11:00-20:00"
+    phone_window: str = "11:00-20:00"
+    email_window: str = "09:00-22:45"
+    sending_days: str = "mon-sat"
+    holidays: str = "US"  # a country code for the `holidays` package, or "none"
+    rate_cap_per_hour: int = Field(default=1000, ge=1)
+    campaign_size_cap: int = Field(default=4000, ge=1)
+    text_footer: str = "Reply STOP to opt out."
+    help_reply: str = "{organisation}: for help call {help_number}. Reply STOP to opt out."
+
+    public_url: str | None = None  # https base URL Twilio calls back (signatures use it)
+    cipher_key: str | None = None  # encrypts event state at rest (eventsourcing AESCipher)
+
+    twilio_account_sid: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "OUTREACH_TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "OUTREACH_TWILIO_AUTH_TOKEN"))
+    twilio_from_number: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_FROM_NUMBER", "OUTREACH_TWILIO_FROM_NUMBER"))
+    twilio_messaging_service_sid: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "TWILIO_MESSAGING_SERVICE_SID", "OUTREACH_TWILIO_MESSAGING_SERVICE_SID"))
+    twilio_api_base_url: str | None = None  # tests point the official SDK at a local fake
+
+    simulator_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    simulator_seed: int = 7
+
+    log_format: str = "console"  # or "json" (production)
+    log_level: str = "INFO"
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+    @property
+    def uses_kafka(self) -> bool:
+        return bool(self.kafka_bootstrap_servers)
+
+    @property
+    def uses_twilio(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @cached_property
+    def calendar(self) -> SendingCalendar:
+        days = parse_days(self.sending_days)
+        windows = dict(DEFAULT_WINDOWS)
+        windows[Channel.TEXT] = Window.parse(self.text_window, days)
+        windows[Channel.PHONE] = Window.parse(self.phone_window, days)
+        windows[Channel.EMAIL] = Window.parse(self.email_window, days)
+        windows[Channel.LETTER] = Window(DEFAULT_WINDOWS[Channel.LETTER].start,
+                                         DEFAULT_WINDOWS[Channel.LETTER].end, days)
+        if self.holidays.lower() == "none":
+            return SendingCalendar(ZoneInfo(self.timezone), windows)
+        country = holidays_lib.country_holidays(self.holidays.upper())
+        return SendingCalendar(ZoneInfo(self.timezone), windows, lambda d: d in country)

@@ -1,0 +1,47 @@
+"""The event store: one eventsourcing Application holding every aggregate of outreach.
+
+SQLite file by default, PostgreSQL when the database URL says so. One application means one
+notification log, which the projections, the scheduler and the Kafka relay all follow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from psycopg.conninfo import conninfo_to_dict
+
+from application.settings import Settings
+
+
+class EventStore(Application[UUID]):
+    name = "Outreach"
+    log_section_size = 1000
+
+
+def store_env(settings: Settings) -> dict[str, str]:
+    env: dict[str, str] = {}
+    if settings.is_postgres:
+        info = conninfo_to_dict(settings.database_url)
+        env.update(
+            PERSISTENCE_MODULE="eventsourcing.postgres",
+            POSTGRES_DBNAME=str(info.get("dbname", "postgres")),
+            POSTGRES_HOST=str(info.get("host", "127.0.0.1")),
+            POSTGRES_PORT=str(info.get("port", "5432")),
+            POSTGRES_USER=str(info.get("user", "postgres")),
+            POSTGRES_PASSWORD=str(info.get("password", "")),
+            POSTGRES_POOL_SIZE="5",
+            POSTGRES_MAX_OVERFLOW="10",
+        )
+    else:
+        path = settings.sqlite_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=str(path))
+    if settings.cipher_key:
+        env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=settings.cipher_key)
+    return env
+
+
+def open_event_store(settings: Settings, **extra: Any) -> EventStore:
+    return EventStore(env={**store_env(settings), **extra})

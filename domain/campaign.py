@@ -1,0 +1,244 @@
+"""The Campaign aggregate: one message to a chosen list of patients, and its lifecycle.
+
+Saved Inactive (never sends) or Active (Pending until sent). An active campaign can be edited
+or inactivated only until midnight before its start day (organisation time zone); after that
+only Stop, which works any time before completion, cancels what was not yet sent and is final.
+A start date on a Sunday or holiday moves to the next sending day. A test send never changes
+the status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.calendar import SendingCalendar
+from domain.channels import Channel
+from domain.errors import CampaignRuleViolation, InvalidContent
+from domain.sms import check_body
+
+DEFAULT_SIZE_CAP = 4000
+
+
+class CampaignStatus(StrEnum):
+    INACTIVE = "Inactive"
+    PENDING = "Pending"  # active and waiting to send or sending
+    COMPLETED = "Completed"
+    STOPPED = "Stopped"
+
+
+EDITABLE_FIELDS = ("name", "description", "content", "start_date", "audience")
+
+
+def check_content(channel: str, content: dict[str, Any]) -> None:
+    if channel == Channel.TEXT:
+        check_body(str(content.get("body", "")), str(content.get("footer", "")))
+        if not str(content.get("help_number", "")).strip():
+            raise InvalidContent("a text campaign needs a help number (the answer to HELP)")
+    elif not content:
+        raise InvalidContent(f"a {channel} campaign needs content")
+
+
+def check_audience(audience: Sequence[str], size_cap: int) -> None:
+    if len(set(audience)) != len(audience):
+        raise CampaignRuleViolation("the audience lists a patient more than once")
+    if len(audience) > size_cap:
+        raise CampaignRuleViolation(
+            f"the audience has {len(audience)} patients; a campaign may contact at most "
+            f"{size_cap}: narrow the list (by provider, group or care gap) and try again"
+        )
+
+
+class Campaign(Aggregate):
+    """Event-sourced campaign. Event names and fields are the public contract (docs/events.md)."""
+
+    @event("Created")
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        channel: str,
+        content: dict[str, Any],
+        requested_start: str,
+        start_date: str,
+        audience: list[str],
+        created_at: datetime,
+        created_by: str,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.channel = channel
+        self.content = content
+        self.requested_start = requested_start
+        self.start_date = start_date
+        self.audience = audience
+        self.created_by = created_by
+        self.status = CampaignStatus.INACTIVE
+        self.activated_at: datetime | None = None
+        self.finished_at: datetime | None = None
+        self.test_sends = 0
+
+    # -- factory ----------------------------------------------------------------------
+    @classmethod
+    def draft(
+        cls,
+        *,
+        name: str,
+        description: str,
+        channel: Channel,
+        content: dict[str, Any],
+        start: date,
+        audience: Sequence[str],
+        now: datetime,
+        calendar: SendingCalendar,
+        size_cap: int = DEFAULT_SIZE_CAP,
+        created_by: str = "system",
+    ) -> Campaign:
+        if not name.strip():
+            raise CampaignRuleViolation("a campaign needs a name")
+        check_content(channel, content)
+        check_audience(audience, size_cap)
+        if start < calendar.today(now):
+            raise CampaignRuleViolation(f"the start date {start} is in the past")
+        return cls(
+            name=name.strip(),
+            description=description,
+            channel=str(channel),
+            content=dict(content),
+            requested_start=start.isoformat(),
+            start_date=calendar.next_sending_day(start, channel).isoformat(),
+            audience=list(audience),
+            created_at=now,
+            created_by=created_by,
+        )
+
+    # -- queries -----------------------------------------------------------------------
+    @property
+    def start(self) -> date:
+        return date.fromisoformat(self.start_date)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == CampaignStatus.PENDING
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (CampaignStatus.COMPLETED, CampaignStatus.STOPPED)
+
+    def frozen(self, now: datetime, calendar: SendingCalendar) -> bool:
+        """From midnight before the start day an active campaign can only be stopped."""
+        return now >= calendar.midnight_before(self.start)
+
+    # -- rules ---------------------------------------------------------------------------
+    def _check_not_final(self, action: str) -> None:
+        if self.status == CampaignStatus.STOPPED:
+            raise CampaignRuleViolation(
+                f"cannot {action}: the campaign was stopped, which is final; create a new one"
+            )
+        if self.status == CampaignStatus.COMPLETED:
+            raise CampaignRuleViolation(f"cannot {action}: the campaign is completed")
+
+    def _check_changeable(self, action: str, now: datetime, calendar: SendingCalendar) -> None:
+        self._check_not_final(action)
+        if self.is_active and self.frozen(now, calendar):
+            raise CampaignRuleViolation(
+                f"cannot {action}: the campaign is active and its start day ({self.start_date}) "
+                "has begun; an active campaign can be changed only until midnight before its "
+                "start day. Stop it and create a new one instead"
+            )
+
+    # -- commands ------------------------------------------------------------------------
+    def edit(
+        self,
+        *,
+        now: datetime,
+        calendar: SendingCalendar,
+        size_cap: int = DEFAULT_SIZE_CAP,
+        **changes: Any,
+    ) -> None:
+        self._check_changeable("edit", now, calendar)
+        unknown = set(changes) - set(EDITABLE_FIELDS)
+        if unknown:
+            raise CampaignRuleViolation(
+                f"cannot edit {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE_FIELDS)}"
+            )
+        fields: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+        if "name" in fields and not str(fields["name"]).strip():
+            raise CampaignRuleViolation("a campaign needs a name")
+        if "content" in fields:
+            check_content(self.channel, fields["content"])
+        if "audience" in fields:
+            fields["audience"] = list(fields["audience"])
+            check_audience(fields["audience"], size_cap)
+        if "start_date" in fields:
+            start = fields["start_date"]
+            start = start if isinstance(start, date) else date.fromisoformat(str(start))
+            if start < calendar.today(now):
+                raise CampaignRuleViolation(f"the start date {start} is in the past")
+            fields["requested_start"] = start.isoformat()
+            fields["start_date"] = calendar.next_sending_day(start, Channel(self.channel)).isoformat()
+        if not fields:
+            raise CampaignRuleViolation("nothing to change")
+        self._edited(changes=fields, at=now)
+
+    @event("Edited")
+    def _edited(self, changes: dict[str, Any], at: datetime) -> None:
+        for key, value in changes.items():
+            setattr(self, key, value)
+
+    def activate(self, *, now: datetime, calendar: SendingCalendar) -> None:
+        self._check_not_final("activate")
+        if self.is_active:
+            raise CampaignRuleViolation("the campaign is already active")
+        if not self.audience:
+            raise CampaignRuleViolation("the campaign has no patients to contact")
+        self._activated(at=now)
+
+    @event("Activated")
+    def _activated(self, at: datetime) -> None:
+        self.status = CampaignStatus.PENDING
+        self.activated_at = at
+
+    def inactivate(self, *, now: datetime, calendar: SendingCalendar) -> None:
+        if self.status == CampaignStatus.INACTIVE:
+            raise CampaignRuleViolation("the campaign is already inactive")
+        self._check_changeable("inactivate", now, calendar)
+        self._inactivated(at=now)
+
+    @event("Inactivated")
+    def _inactivated(self, at: datetime) -> None:
+        self.status = CampaignStatus.INACTIVE
+
+    def stop(self, *, now: datetime, by: str = "system") -> None:
+        self._check_not_final("stop")
+        self._stopped(at=now, by=by)
+
+    @event("Stopped")
+    def _stopped(self, at: datetime, by: str) -> None:
+        self.status = CampaignStatus.STOPPED
+        self.finished_at = at
+
+    def complete(self, *, now: datetime, delivered: int, unsuccessful: int) -> None:
+        if not self.is_active:
+            raise CampaignRuleViolation(f"only an active campaign completes, not {self.status}")
+        self._completed(at=now, delivered=delivered, unsuccessful=unsuccessful)
+
+    @event("Completed")
+    def _completed(self, at: datetime, delivered: int, unsuccessful: int) -> None:
+        self.status = CampaignStatus.COMPLETED
+        self.finished_at = at
+
+    def record_test_send(self, *, now: datetime, channel_address_hint: str, outcome: str) -> None:
+        """A test send never changes the status. The hint is the last digits only (no PHI)."""
+        self._check_not_final("send a test")
+        self._test_sent(at=now, to_hint=channel_address_hint, outcome=outcome)
+
+    @event("TestSent")
+    def _test_sent(self, at: datetime, to_hint: str, outcome: str) -> None:
+        self.test_sends += 1
+
+

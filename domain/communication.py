@@ -1,0 +1,227 @@
+"""One Communication per (campaign, patient): the id is uuid5 of both, so a patient can never
+get two communications of one campaign, whatever retries, crashes or redeliveries happen.
+
+planned → attempt started → accepted (→ delivered) | attempt failed → … →
+"Unsuccessful - Communication Retries Exceeded" after the fifth failed attempt;
+or skipped (opted out, no mobile, invalid number), or cancelled (campaign stopped).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID, NAMESPACE_URL, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import DomainError
+from domain.retry import MAX_ATTEMPTS, RETRIES_EXCEEDED, FailureKind
+
+COMMUNICATION_NAMESPACE = uuid5(NAMESPACE_URL, "outreach:communication")
+
+
+class CommStatus(StrEnum):
+    PLANNED = "Planned"
+    SENDING = "Sending"  # attempt started; outcome not yet recorded
+    RETRY_PENDING = "Retry Pending"
+    SENT = "Sent"  # accepted by the provider
+    DELIVERED = "Delivered"
+    UNSUCCESSFUL = "Unsuccessful"
+    SKIPPED = "Skipped"
+    CANCELLED = "Cancelled"
+
+
+FINAL = frozenset(
+    {CommStatus.SENT, CommStatus.DELIVERED, CommStatus.UNSUCCESSFUL, CommStatus.SKIPPED,
+     CommStatus.CANCELLED}
+)
+
+
+class SkipReason(StrEnum):
+    OPTED_OUT = "opted out"
+    NO_MOBILE = "no mobile phone"
+    INVALID_NUMBER = "invalid number"
+    INACTIVE_PATIENT = "patient inactive"
+    UNKNOWN_PATIENT = "patient not found"
+
+
+def communication_id(campaign_id: UUID, patient_id: str) -> UUID:
+    return uuid5(COMMUNICATION_NAMESPACE, f"{campaign_id}:{patient_id}")
+
+
+class Communication(Aggregate):
+    @staticmethod
+    def create_id(campaign_id: UUID, patient_id: str) -> UUID:  # type: ignore[override]
+        return communication_id(campaign_id, patient_id)
+
+    @event("Planned")
+    def __init__(
+        self, campaign_id: UUID, patient_id: str, channel: str, sequence: int, due_at: datetime
+    ) -> None:
+        self.campaign_id = campaign_id
+        self.patient_id = patient_id
+        self.channel = channel
+        self.sequence = sequence
+        self.due_at: datetime | None = due_at
+        self.status = CommStatus.PLANNED
+        self.attempts = 0
+        self.last_outcome = ""
+        self.last_code = ""
+        self.provider_ref = ""
+        self.reason = ""
+
+    # -- queries -----------------------------------------------------------------------
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def awaiting_outcome(self) -> bool:
+        return self.status == CommStatus.SENDING
+
+    def may_attempt(self, attempt: int) -> bool:
+        """Is `attempt` the next one this communication is waiting for?"""
+        return (
+            self.status in (CommStatus.PLANNED, CommStatus.RETRY_PENDING)
+            and attempt == self.attempts + 1
+        )
+
+    # -- commands ------------------------------------------------------------------------
+    def _require_open(self, action: str) -> None:
+        if self.is_final:
+            raise DomainError(f"cannot {action}: the communication is already {self.status}")
+
+    def reschedule(self, due_at: datetime, sequence: int) -> None:
+        """Re-planning after an edit or re-activation moves only what has not started."""
+        if self.status != CommStatus.PLANNED:
+            raise DomainError(f"cannot reschedule a communication that is {self.status}")
+        if due_at != self.due_at or sequence != self.sequence:
+            self._rescheduled(due_at=due_at, sequence=sequence)
+
+    @event("Rescheduled")
+    def _rescheduled(self, due_at: datetime, sequence: int) -> None:
+        self.due_at = due_at
+        self.sequence = sequence
+
+    def defer(self, until: datetime, reason: str) -> None:
+        """Not now (window closed, rate cap reached, campaign inactive): try again `until`."""
+        if self.status not in (CommStatus.PLANNED, CommStatus.RETRY_PENDING):
+            raise DomainError(f"cannot defer a communication that is {self.status}")
+        self._deferred(until=until, reason=reason)
+
+    @event("Deferred")
+    def _deferred(self, until: datetime, reason: str) -> None:
+        self.due_at = until
+        self.reason = reason
+
+    def start_attempt(self, attempt: int, at: datetime) -> None:
+        if not self.may_attempt(attempt):
+            raise DomainError(
+                f"attempt {attempt} cannot start: communication is {self.status} "
+                f"after {self.attempts} attempts"
+            )
+        self._attempt_started(attempt=attempt, at=at)
+
+    @event("AttemptStarted")
+    def _attempt_started(self, attempt: int, at: datetime) -> None:
+        self.attempts = attempt
+        self.status = CommStatus.SENDING
+        self.due_at = None
+
+    def accept(self, attempt: int, at: datetime, provider_ref: str) -> None:
+        """The provider took the message (Twilio: queued/sent). Final unless a receipt fails."""
+        if attempt != self.attempts or self.status != CommStatus.SENDING:
+            raise DomainError(f"no attempt {attempt} awaiting an outcome")
+        self._accepted(attempt=attempt, at=at, provider_ref=provider_ref)
+
+    @event("Accepted")
+    def _accepted(self, attempt: int, at: datetime, provider_ref: str) -> None:
+        self.status = CommStatus.SENT
+        self.provider_ref = provider_ref
+        self.last_outcome = "accepted"
+
+    def confirm_delivery(self, at: datetime) -> bool:
+        """A delivery receipt. Returns False (and changes nothing) when it is a duplicate."""
+        if self.status != CommStatus.SENT:
+            return False
+        self._delivered(at=at)
+        return True
+
+    @event("Delivered")
+    def _delivered(self, at: datetime) -> None:
+        self.status = CommStatus.DELIVERED
+        self.last_outcome = "delivered"
+
+    def fail(
+        self,
+        attempt: int,
+        at: datetime,
+        reason: str,
+        code: str,
+        kind: FailureKind,
+        next_attempt_at: datetime | None,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        """Record a failed attempt; the fifth, or any permanent one, ends the communication.
+
+        Failure may arrive while the attempt is under way (provider refused the call) or later
+        as a delivery receipt on an accepted message (undelivered).
+        """
+        if attempt != self.attempts or self.status not in (CommStatus.SENDING, CommStatus.SENT):
+            raise DomainError(f"no attempt {attempt} that can fail (status {self.status})")
+        ends = kind == FailureKind.PERMANENT or attempt >= max_attempts or next_attempt_at is None
+        self._attempt_failed(
+            attempt=attempt, at=at, reason=reason, code=code, kind=str(kind),
+            next_attempt_at=None if ends else next_attempt_at,
+        )
+        if ends and kind != FailureKind.PERMANENT and attempt >= max_attempts:
+            self._retries_exceeded(at=at, attempts=attempt)
+        elif ends:
+            self._failed_permanently(at=at, reason=reason, code=code)
+
+    @event("AttemptFailed")
+    def _attempt_failed(
+        self, attempt: int, at: datetime, reason: str, code: str, kind: str,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        self.last_outcome = reason
+        self.last_code = code
+        self.status = CommStatus.RETRY_PENDING
+        self.due_at = next_attempt_at
+
+    @event("RetriesExceeded")
+    def _retries_exceeded(self, at: datetime, attempts: int) -> None:
+        self.status = CommStatus.UNSUCCESSFUL
+        self.reason = RETRIES_EXCEEDED
+        self.due_at = None
+
+    @event("FailedPermanently")
+    def _failed_permanently(self, at: datetime, reason: str, code: str) -> None:
+        self.status = CommStatus.UNSUCCESSFUL
+        self.reason = f"Unsuccessful - {reason}"
+        self.due_at = None
+
+    def skip(self, at: datetime, reason: SkipReason | str) -> None:
+        self._require_open("skip")
+        if self.status == CommStatus.SENDING:
+            raise DomainError("cannot skip a communication whose attempt is under way")
+        self._skipped(at=at, reason=str(reason))
+
+    @event("Skipped")
+    def _skipped(self, at: datetime, reason: str) -> None:
+        self.status = CommStatus.SKIPPED
+        self.reason = reason
+        self.due_at = None
+
+    def cancel(self, at: datetime, reason: str) -> bool:
+        """Stop cancels what was not yet sent. An attempt under way is left to finish."""
+        if self.is_final or self.status == CommStatus.SENDING:
+            return False
+        self._cancelled(at=at, reason=reason)
+        return True
+
+    @event("Cancelled")
+    def _cancelled(self, at: datetime, reason: str) -> None:
+        self.status = CommStatus.CANCELLED
+        self.reason = reason
+        self.due_at = None

@@ -1,0 +1,186 @@
+"""Contact preferences: who must not be contacted, on which channel, until when.
+
+Two aggregates:
+- PhoneOptOut, one per phone number: a STOP texted from a number stops texts to every patient
+  who has that number (health and appointment reminders alike); START restores.
+- PatientPreferences, one per patient: staff-entered opt-outs by type (Global, Health
+  Reminders - Text/Phone/Email, All Text, Appt Conf - …, protocol) with a duration.
+Ids are uuid5 of a key, never the raw number or name, because ids stay readable even when
+event state is encrypted at rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.channels import Channel
+from domain.errors import OptOutRuleViolation
+from domain.keywords import Keyword
+
+PREFERENCES_NAMESPACE = uuid5(NAMESPACE_URL, "outreach:preferences")
+
+
+class OptOutType(StrEnum):
+    GLOBAL = "Global"
+    HEALTH_PHONE = "Health Reminders - Phone"
+    HEALTH_EMAIL = "Health Reminders - Email"
+    HEALTH_TEXT = "Health Reminders - Text"
+    ALL_TEXT = "All Text"
+    APPT_EMAIL = "Appt Conf - Email"
+    APPT_TEXT = "Appt Conf - Text"
+    APPT_PHONE = "Appt Conf - Phone"
+    PROTOCOL = "Protocol"
+
+
+# Which opt-out types stop a campaign (a "health reminder") on each channel.
+BLOCKS_CAMPAIGN: dict[Channel, frozenset[OptOutType]] = {
+    Channel.TEXT: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_TEXT, OptOutType.ALL_TEXT}),
+    Channel.PHONE: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_PHONE}),
+    Channel.EMAIL: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_EMAIL}),
+    Channel.LETTER: frozenset({OptOutType.GLOBAL}),
+}
+
+
+@dataclass(frozen=True)
+class Duration:
+    """Permanent (neither set), until a date (inclusive), or a number of days from today."""
+
+    until: date | None = None
+    days: int | None = None
+
+    def last_day(self, today: date) -> date | None:
+        if self.until is not None and self.days is not None:
+            raise OptOutRuleViolation("choose a date or a number of days, not both")
+        if self.days is not None:
+            if self.days < 1:
+                raise OptOutRuleViolation("an opt-out for a number of days needs at least 1 day")
+            return today + timedelta(days=self.days - 1)
+        if self.until is not None and self.until < today:
+            raise OptOutRuleViolation(f"the opt-out end date {self.until} is in the past")
+        return self.until
+
+
+def check_duration(kind: OptOutType, last_day: date | None) -> None:
+    if kind == OptOutType.HEALTH_PHONE and last_day is None:
+        raise OptOutRuleViolation(
+            "a Health Reminders - Phone opt-out cannot be permanent: choose a date or days"
+        )
+    if kind == OptOutType.GLOBAL and last_day is not None:
+        raise OptOutRuleViolation("a Global opt-out is always permanent (no date or days)")
+
+
+def phone_key(e164: str) -> str:
+    return hashlib.sha256(f"phone:{e164}".encode()).hexdigest()
+
+
+def phone_opt_out_id(e164: str) -> UUID:
+    return uuid5(PREFERENCES_NAMESPACE, phone_key(e164))
+
+
+def patient_preferences_id(patient_id: str) -> UUID:
+    return uuid5(PREFERENCES_NAMESPACE, f"patient:{patient_id}")
+
+
+class PhoneOptOut(Aggregate):
+    @staticmethod
+    def create_id(key: str) -> UUID:  # type: ignore[override]
+        return uuid5(PREFERENCES_NAMESPACE, key)
+
+    @event("Registered")
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.stopped = False
+        self.changed_at: datetime | None = None
+
+    @classmethod
+    def for_number(cls, e164: str) -> PhoneOptOut:
+        return cls(key=phone_key(e164))
+
+    def keyword(self, word: Keyword, at: datetime) -> bool:
+        """Apply STOP/START; returns whether anything changed (a repeated STOP does not)."""
+        if word == Keyword.STOP and not self.stopped:
+            self._stopped(at=at)
+            return True
+        if word == Keyword.START and self.stopped:
+            self._restarted(at=at)
+            return True
+        return False
+
+    @event("TextsStopped")
+    def _stopped(self, at: datetime) -> None:
+        self.stopped = True
+        self.changed_at = at
+
+    @event("TextsRestarted")
+    def _restarted(self, at: datetime) -> None:
+        self.stopped = False
+        self.changed_at = at
+
+
+class PatientPreferences(Aggregate):
+    @staticmethod
+    def create_id(patient_id: str) -> UUID:  # type: ignore[override]
+        return patient_preferences_id(patient_id)
+
+    @event("Registered")
+    def __init__(self, patient_id: str) -> None:
+        self.patient_id = patient_id
+        # type (plus protocol) → last day inclusive as ISO date, or None for permanent
+        self.opt_outs: dict[str, str | None] = {}
+
+    def opt_out(
+        self,
+        kind: OptOutType,
+        duration: Duration,
+        today: date,
+        at: datetime,
+        reason: str,
+        comment: str = "",
+        by: str = "staff",
+        protocol: str = "",
+    ) -> None:
+        if not reason.strip():
+            raise OptOutRuleViolation("choose a reason for the opt-out")
+        if kind == OptOutType.PROTOCOL and not protocol:
+            raise OptOutRuleViolation("a protocol opt-out names the protocol (e.g. Diabetes)")
+        last = duration.last_day(today)
+        check_duration(kind, last)
+        self._opted_out(
+            type=str(kind), protocol=protocol, last_day=last.isoformat() if last else None,
+            reason=reason, comment=comment, by=by, at=at,
+        )
+
+    @event("OptedOut")
+    def _opted_out(
+        self, type: str, protocol: str, last_day: str | None, reason: str, comment: str,
+        by: str, at: datetime,
+    ) -> None:
+        key = f"{type}:{protocol}" if protocol else type
+        self.opt_outs[key] = last_day
+
+    def restore(self, kinds: list[str], at: datetime, by: str = "staff") -> None:
+        missing = [k for k in kinds if k not in self.opt_outs]
+        if missing:
+            raise OptOutRuleViolation(f"no current opt-out of type {', '.join(missing)}")
+        self._restored(types=list(kinds), at=at, by=by)
+
+    @event("OptOutsRemoved")
+    def _restored(self, types: list[str], at: datetime, by: str) -> None:
+        for key in types:
+            self.opt_outs.pop(key, None)
+
+    def active_on(self, day: date) -> dict[str, str | None]:
+        return {
+            k: v for k, v in self.opt_outs.items()
+            if v is None or date.fromisoformat(v) >= day
+        }
+
+    def blocks_campaign(self, channel: Channel, day: date) -> bool:
+        blocking = {str(t) for t in BLOCKS_CAMPAIGN[channel]}
+        return any(k in blocking for k in self.active_on(day))
