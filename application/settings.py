@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     rate_cap_per_hour: int = Field(default=1000, ge=1)
     campaign_size_cap: int = Field(default=4000, ge=1)
     text_footer: str = "Reply STOP to opt out."
+    help_number: str = "(555) 010-0100"  # default answer to HELP when no campaign names one
+    user: str = "staff"  # who the command line acts as (audit trail)
     help_reply: str = "{organisation}: for help call {help_number}. Reply STOP to opt out."
 
     public_url: str | None = None  # https base URL Twilio calls back (signatures use it)

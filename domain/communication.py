@@ -69,6 +69,7 @@ class Communication(Aggregate):
         self.last_code = ""
         self.provider_ref = ""
         self.reason = ""
+        self.attempt_started_at: datetime | None = None
 
     # -- queries -----------------------------------------------------------------------
     @property
@@ -127,6 +128,7 @@ class Communication(Aggregate):
         self.attempts = attempt
         self.status = CommStatus.SENDING
         self.due_at = None
+        self.attempt_started_at = at
 
     def accept(self, attempt: int, at: datetime, provider_ref: str) -> None:
         """The provider took the message (Twilio: queued/sent). Final unless a receipt fails."""

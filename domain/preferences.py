@@ -105,20 +105,20 @@ class PhoneOptOut(Aggregate):
     def keyword(self, word: Keyword, at: datetime) -> bool:
         """Apply STOP/START; returns whether anything changed (a repeated STOP does not)."""
         if word == Keyword.STOP and not self.stopped:
-            self._stopped(at=at)
+            self._stopped(key=self.key, at=at)
             return True
         if word == Keyword.START and self.stopped:
-            self._restarted(at=at)
+            self._restarted(key=self.key, at=at)
             return True
         return False
 
     @event("TextsStopped")
-    def _stopped(self, at: datetime) -> None:
+    def _stopped(self, key: str, at: datetime) -> None:
         self.stopped = True
         self.changed_at = at
 
     @event("TextsRestarted")
-    def _restarted(self, at: datetime) -> None:
+    def _restarted(self, key: str, at: datetime) -> None:
         self.stopped = False
         self.changed_at = at
 
@@ -152,13 +152,13 @@ class PatientPreferences(Aggregate):
         last = duration.last_day(today)
         check_duration(kind, last)
         self._opted_out(
-            type=str(kind), protocol=protocol, last_day=last.isoformat() if last else None,
+            patient_id=self.patient_id, type=str(kind), protocol=protocol, last_day=last.isoformat() if last else None,
             reason=reason, comment=comment, by=by, at=at,
         )
 
     @event("OptedOut")
     def _opted_out(
-        self, type: str, protocol: str, last_day: str | None, reason: str, comment: str,
+        self, patient_id: str, type: str, protocol: str, last_day: str | None, reason: str, comment: str,
         by: str, at: datetime,
     ) -> None:
         key = f"{type}:{protocol}" if protocol else type
@@ -168,10 +168,10 @@ class PatientPreferences(Aggregate):
         missing = [k for k in kinds if k not in self.opt_outs]
         if missing:
             raise OptOutRuleViolation(f"no current opt-out of type {', '.join(missing)}")
-        self._restored(types=list(kinds), at=at, by=by)
+        self._restored(patient_id=self.patient_id, types=list(kinds), at=at, by=by)
 
     @event("OptOutsRemoved")
-    def _restored(self, types: list[str], at: datetime, by: str) -> None:
+    def _restored(self, patient_id: str, types: list[str], at: datetime, by: str) -> None:
         for key in types:
             self.opt_outs.pop(key, None)
 

@@ -1,0 +1,298 @@
+"""The `outreach` command line. It only calls application services; every refused command
+prints one clear line and exits non-zero."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from application.bootstrap import Outreach, build
+from application.settings import Settings
+from domain.errors import DomainError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Patient outreach campaigns: build lists, send politely, report.")
+campaign_app = typer.Typer(no_args_is_help=True, help="Create and manage one campaign.")
+worker_app = typer.Typer(no_args_is_help=True, help="Run one kind of worker (scale-out stack).")
+simulate_app = typer.Typer(no_args_is_help=True, help="Drive the simulator gateway.")
+optout_app = typer.Typer(no_args_is_help=True, help="Patients' opt-out settings.")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(worker_app, name="worker")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(optout_app, name="opt-out")
+
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def outreach(**kwargs: Any) -> Iterator[Outreach]:
+    """Build the application for one command; domain errors become one line + exit 1."""
+    try:
+        o = build(configure_logs=True, **kwargs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"configuration: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", 2)
+        raise  # unreachable, for the type checker
+    try:
+        yield o
+    except DomainError as exc:
+        fail(str(exc))
+    finally:
+        o.close()
+
+
+def parse_date(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"{text!r} is not a date (YYYY-MM-DD)", 2)
+        raise
+
+
+def parse_instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{text!r} is not an ISO date-time (e.g. 2026-11-24T09:00-06:00)", 2)
+        raise
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def read_ids(path: Path | None) -> list[str] | None:
+    if path is None:
+        return None
+    if not path.exists():
+        fail(f"no file {path}", 2)
+    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+# -- campaigns ---------------------------------------------------------------------------
+@campaign_app.command("create")
+def campaign_create(
+    name: Annotated[str, typer.Option(help="Internal name; shown in communication history.")],
+    body: Annotated[str, typer.Option(help="The text (at most 2 segments with the footer).")],
+    help_number: Annotated[str, typer.Option(help="The number given in answer to HELP.")],
+    description: Annotated[str, typer.Option(help="Why patients were contacted.")] = "",
+    start: Annotated[str | None, typer.Option(help="Start date YYYY-MM-DD (default today).")]
+    = None,
+    patients: Annotated[Path | None, typer.Option(
+        help="File of patient ids, one per line (default: every Active patient with a "
+             "mobile).")] = None,
+    active: Annotated[bool, typer.Option("--active/--inactive",
+                                         help="Save as Active (sends) or Inactive.")] = False,
+) -> None:
+    """Create a text campaign, saved Inactive unless --active."""
+    with outreach() as o:
+        cid = o.campaigns.create(name=name, body=body, help_number=help_number,
+                                 description=description, start=parse_date(start),
+                                 audience=read_ids(patients), active=active)
+        campaign = o.campaigns.get(cid)
+        console.print(f"campaign {cid} saved {campaign.status}: {len(campaign.audience)} "
+                      f"patients, starts {campaign.start_date}")
+
+
+@campaign_app.command("edit")
+def campaign_edit(
+    campaign_id: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    body: Annotated[str | None, typer.Option()] = None,
+    help_number: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    start: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    patients: Annotated[Path | None, typer.Option(help="File of patient ids.")] = None,
+) -> None:
+    """Edit a campaign (an active one only until midnight before its start day)."""
+    with outreach() as o:
+        cid = o.campaigns.resolve(campaign_id)
+        o.campaigns.edit(cid, name=name, body=body, help_number=help_number,
+                         description=description, start_date=parse_date(start),
+                         audience=read_ids(patients))
+        console.print(f"campaign {cid} edited")
+
+
+def _simple(action: str) -> Callable[[str], None]:
+    def command(campaign_id: str) -> None:
+        with outreach() as o:
+            cid = o.campaigns.resolve(campaign_id)
+            result = getattr(o.campaigns, action)(cid)
+            extra = f" ({result} communications cancelled)" if action == "stop" else ""
+            console.print(f"campaign {cid} {o.campaigns.get(cid).status}{extra}")
+    command.__doc__ = {
+        "activate": "Set Active: it goes out from its start day in the next window.",
+        "inactivate": "Set Inactive (only until midnight before its start day).",
+        "stop": "Stop for good: cancels what was not yet sent.",
+    }[action]
+    return command
+
+
+for _action in ("activate", "inactivate", "stop"):
+    campaign_app.command(_action)(_simple(_action))
+
+
+@campaign_app.command("test-send")
+def campaign_test_send(
+    to: Annotated[str, typer.Option(help="Mobile number to send the test to (E.164).")],
+    campaign_id: Annotated[str | None, typer.Argument()] = None,
+    name: Annotated[str | None, typer.Option(help="Unsaved campaign: its name.")] = None,
+    body: Annotated[str | None, typer.Option(help="Unsaved campaign: its text.")] = None,
+    help_number: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Send a test text. Never changes the status; an unsaved campaign is saved Inactive."""
+    with outreach() as o:
+        if campaign_id is None:
+            if not (name and body and help_number):
+                fail("give a campaign id, or --name, --body and --help-number for a new one", 2)
+            cid = o.campaigns.test_send(None, to, name=name, body=body, help_number=help_number)
+        else:
+            cid = o.campaigns.test_send(o.campaigns.resolve(campaign_id), to)
+        console.print(f"test text accepted; campaign {cid} is "
+                      f"{o.campaigns.get(o.campaigns.resolve(cid)).status}")
+
+
+@campaign_app.command("report")
+def campaign_report(
+    campaign_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines for tools.")] = False,
+) -> None:
+    """Each patient: contact, status, attempts, last outcome."""
+    with outreach() as o:
+        cid = o.campaigns.resolve(campaign_id)
+        rows = o.campaigns.report(cid)
+        if as_json:
+            for r in rows:
+                sys.stdout.write(json.dumps(r.__dict__) + "\n")
+            return
+        table = Table(title=f"{o.campaigns.get(cid).name}: report")
+        for col in ("#", "patient", "name", "contact", "status", "attempts", "last outcome",
+                    "reason"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(str(r.sequence), r.patient_id, r.name, r.contact, r.status,
+                          str(r.attempts), r.last_outcome, r.reason)
+        console.print(table)
+
+
+@app.command("campaigns")
+def campaigns_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every campaign with its status and progress."""
+    with outreach() as o:
+        rows = o.campaigns.campaigns()
+        if as_json:
+            for r in rows:
+                sys.stdout.write(json.dumps({**r.__dict__, "progress": r.progress}) + "\n")
+            return
+        table = Table(title="Campaigns")
+        for col in ("id", "name", "channel", "status", "start", "progress"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r.campaign_id[:8], r.name, r.channel, r.status, r.start_date,
+                          r.progress)
+        console.print(table)
+
+
+# -- running -----------------------------------------------------------------------------
+@app.command("run")
+def run(
+    simulate: Annotated[bool, typer.Option(help="Use a simulated clock that skips idle time.")]
+    = False,
+    start: Annotated[str | None, typer.Option("--from", help="Simulation start (ISO).")] = None,
+    until: Annotated[str | None, typer.Option(help="Simulation end (ISO).")] = None,
+    interval: Annotated[float, typer.Option(help="Real-time loop period, seconds.")] = 1.0,
+) -> None:
+    """Run the workers. Embedded (default): all in this process. With Kafka configured:
+    projections, scheduler and relay here; dispatchers via `outreach worker dispatch`."""
+    from application.clock import SimulatedClock
+    from workers.runner import EmbeddedRunner
+
+    if simulate:
+        if not (start and until):
+            fail("--simulate needs --from and --until", 2)
+        clock = SimulatedClock(parse_instant(str(start)))
+        with outreach(clock=clock) as o:
+            runner = EmbeddedRunner(o)
+            progress = runner.run_simulated(parse_instant(str(until)))
+            console.print(f"simulated until {clock.now().isoformat()}: {progress.completed} "
+                          f"of {progress.to_contact} communications completed; {runner.stats}")
+        return
+    from workers.processes import run_forever
+
+    with outreach() as o:
+        run_forever(o, interval_s=interval)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+) -> None:
+    """Serve Twilio's webhooks (inbound texts, status callbacks)."""
+    import uvicorn
+
+    from api.http import create_app
+
+    with outreach() as o:
+        s = o.settings
+        token = s.twilio_auth_token if s.uses_twilio else None
+        web = create_app(o.inbound, token, s.public_url, now=o.clock.now)
+        uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+@simulate_app.command("reply")
+def simulate_reply(
+    from_number: Annotated[str, typer.Option("--from", help="The patient's number (E.164).")],
+    body: Annotated[str, typer.Option(help="What the patient texts: STOP, HELP, …")],
+) -> None:
+    """Inject a patient's text as if it came through the provider's webhook."""
+    import uuid
+
+    from domain.inbound import InboundText
+
+    with outreach() as o:
+        reply = o.inbound.on_text(InboundText(
+            message_ref=f"SIM{uuid.uuid4().hex}", from_number=from_number, to_number="",
+            body=body, received_at=o.clock.now()))
+        console.print(f"recorded; reply: {reply}" if reply else "recorded")
+
+
+@app.command("rebuild")
+def rebuild() -> None:
+    """Replay the whole event history into fresh read models."""
+    with outreach() as o:
+        console.print(f"replayed {o.rebuild()} events")
+
+
+def main() -> None:
+    try:
+        from api.cli_patients import import_app, list_command, patients_app, views_app
+
+        app.add_typer(import_app, name="import")
+        app.command("list")(list_command)
+        app.add_typer(views_app, name="views")
+        app.add_typer(patients_app, name="patients")
+    except ImportError:
+        pass
+    from api import cli_ops  # noqa: F401 - registers demo, opt-out and worker commands
+
+    app()

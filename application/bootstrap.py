@@ -1,0 +1,108 @@
+"""The one wiring place: settings → adapters. SQLite + embedded bus + simulator when nothing
+is configured; PostgreSQL, Kafka and Twilio when the environment says so. Nothing here runs
+at import time: `build()` opens the connections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from application.campaigns import CampaignService
+from application.clock import SystemClock
+from application.inbound_service import InboundService
+from application.logging import configure_logging
+from application.ports import PatientDirectory
+from application.settings import Settings
+from application.store import EventStore, open_event_store
+from bus import follower
+from domain.clock import Clock
+from gateways.simulator_sms import SimulatorSmsGateway
+from gateways.sms import SmsGateway
+from projections.base import Projection
+from projections.campaigns import CampaignProjection
+from projections.db import Database, open_database
+from projections.preferences import PreferencesProjection
+from workers.ratelimit import RateLimiter
+
+
+def build_gateway(settings: Settings, clock: Clock) -> SmsGateway:
+    if settings.uses_twilio:
+        from gateways.twilio_sms import TwilioSmsGateway
+
+        return TwilioSmsGateway(
+            str(settings.twilio_account_sid), str(settings.twilio_auth_token),
+            from_number=settings.twilio_from_number,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            status_callback_base=settings.public_url,
+            api_base_url=settings.twilio_api_base_url,
+        )
+    return SimulatorSmsGateway(now=clock.now, failure_rate=settings.simulator_failure_rate,
+                               seed=settings.simulator_seed)
+
+
+@dataclass
+class Outreach:
+    settings: Settings
+    clock: Clock
+    store: EventStore
+    db: Database
+    directory: PatientDirectory
+    gateway: SmsGateway
+    limiter: RateLimiter
+    campaigns: CampaignService
+    inbound: InboundService
+    patients: Any = None  # application.patients.PatientService
+    projections: list[Projection] = field(default_factory=list)
+
+    def catch_up(self) -> int:
+        return follower.catch_up(self.store, self.db, self.projections)
+
+    def rebuild(self) -> int:
+        return follower.rebuild(self.store, self.db, self.projections)
+
+    def close(self) -> None:
+        self.db.close()
+        self.store.close()
+
+
+def build(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    gateway: SmsGateway | None = None,
+    directory: PatientDirectory | None = None,
+    configure_logs: bool = False,
+) -> Outreach:
+    settings = settings or Settings()
+    if configure_logs:
+        configure_logging(settings.log_format, settings.log_level)
+    clock = clock or SystemClock()
+    store = open_event_store(settings)
+    db = open_database(settings.database_url)
+    projections: list[Projection] = [CampaignProjection(), PreferencesProjection()]
+    patients = None
+    try:  # TEMPORARY until application.patients lands
+        from application.patients import PatientService
+
+        patients = PatientService(store, db, clock, settings)
+        projections = [*patients.projections, *projections]
+        if directory is None:
+            directory = patients.directory()
+    except ImportError:
+        assert directory is not None
+    follower.prepare(db, projections)
+    gateway = gateway or build_gateway(settings, clock)
+    holder: list[Outreach] = []
+
+    def catch_up() -> int:
+        return holder[0].catch_up()
+
+    outreach = Outreach(
+        settings=settings, clock=clock, store=store, db=db, directory=directory,
+        gateway=gateway, limiter=RateLimiter(db, settings.rate_cap_per_hour),
+        campaigns=CampaignService(store, db, directory, clock, settings, gateway, catch_up),
+        inbound=InboundService(store, db, clock, settings), patients=patients,
+        projections=projections,
+    )
+    holder.append(outreach)
+    return outreach

@@ -1,0 +1,120 @@
+"""Patients' texts and providers' receipts, applied to the domain.
+
+A STOP from a number stops texts to every patient who has that number (the PhoneOptOut
+aggregate is per number); START restores; HELP is answered with the campaign's help number.
+Every inbound text is recorded once (id = uuid5 of the provider's message id), so a webhook
+delivered twice changes nothing; receipts change a communication only when they move it on.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError
+
+from application.inbound import InboundHandler
+from application.settings import Settings
+from application.store import EventStore
+from domain.campaign import Campaign
+from domain.clock import Clock
+from domain.communication import CommStatus, Communication
+from domain.inbound import DeliveryReceipt, InboundText
+from domain.keywords import Keyword, classify
+from domain.preferences import PhoneOptOut, phone_opt_out_id
+from domain.replies import InboundMessage, inbound_message_id
+from domain.retry import POLICIES, FailureKind
+from domain.channels import Channel
+from gateways import twilio_errors
+from projections.db import Database
+
+log = structlog.get_logger("inbound")
+
+DELIVERED = {"delivered", "read"}
+ACCEPTED = {"queued", "accepted", "sending", "sent", "scheduled"}
+FAILED = {"undelivered", "failed", "canceled"}
+
+
+class InboundService(InboundHandler):
+    def __init__(self, store: EventStore, db: Database, clock: Clock, settings: Settings) -> None:
+        self.store = store
+        self.db = db
+        self.clock = clock
+        self.settings = settings
+
+    # -- texts ---------------------------------------------------------------------------
+    def on_text(self, message: InboundText) -> str | None:
+        try:
+            self.store.repository.get(inbound_message_id(message.message_ref))
+            log.info("duplicate_inbound_ignored")
+            return None
+        except AggregateNotFoundError:
+            pass
+        keyword = classify(message.body)
+        record = InboundMessage(
+            message_ref=message.message_ref, from_number=message.from_number,
+            to_number=message.to_number, body=message.body,
+            keyword=str(keyword) if keyword else "", received_at=message.received_at,
+        )
+        changed: list[object] = [record]
+        if keyword in (Keyword.STOP, Keyword.START):
+            try:
+                phone: PhoneOptOut = self.store.repository.get(
+                    phone_opt_out_id(message.from_number))
+            except AggregateNotFoundError:
+                phone = PhoneOptOut.for_number(message.from_number)
+            if phone.keyword(keyword, message.received_at):
+                changed.append(phone)
+        self.store.save(*changed)  # type: ignore[arg-type]
+        log.info("inbound_text", keyword=str(keyword) if keyword else "reply")
+        if keyword == Keyword.HELP:
+            return self.settings.help_reply.format(
+                organisation=self.settings.organisation,
+                help_number=self._help_number(message.from_number))
+        return None
+
+    def _help_number(self, from_number: str) -> str:
+        """The help number of the latest text campaign that reached this number."""
+        row = self.db.fetchone(
+            "SELECT c.help_number FROM communications m"
+            " JOIN campaigns c ON c.campaign_id = m.campaign_id"
+            " JOIN patients p ON p.patient_id = m.patient_id"
+            " WHERE p.mobile = ? AND m.attempts > 0 AND c.help_number <> ''"
+            " ORDER BY m.updated_at DESC LIMIT 1", (from_number,))
+        return str(row[0]) if row else self.settings.help_number
+
+    # -- receipts ------------------------------------------------------------------------
+    def on_receipt(self, receipt: DeliveryReceipt) -> None:
+        try:
+            comm_part, attempt_part = receipt.reference.rsplit(":", 1)
+            comm_id, attempt = UUID(comm_part), int(attempt_part)
+        except ValueError:
+            log.info("receipt_without_reference", status=receipt.status)  # e.g. a test send
+            return
+        try:
+            comm: Communication = self.store.repository.get(comm_id)
+        except AggregateNotFoundError:
+            log.warning("receipt_for_unknown_communication")
+            return
+        if attempt != comm.attempts:
+            return  # a receipt for an older attempt: that attempt is already settled
+        status = receipt.status.lower()
+        at = receipt.received_at
+        if comm.status == CommStatus.SENDING and (status in ACCEPTED | DELIVERED):
+            # The dispatcher died before recording the outcome; the provider tells us.
+            comm.accept(attempt, at, receipt.provider_ref)
+        if status in DELIVERED:
+            comm.confirm_delivery(at)
+        elif status in FAILED and comm.status in (CommStatus.SENT, CommStatus.SENDING):
+            verdict = twilio_errors.classify(receipt.error_code or None)
+            campaign: Campaign = self.store.repository.get(comm.campaign_id)
+            policy = POLICIES[Channel(comm.channel)]
+            kind = verdict.kind if campaign.is_active else FailureKind.PERMANENT
+            next_at = policy.next_attempt_at(attempt, at, kind, str(comm.id))
+            if next_at is not None:
+                next_at = self.settings.calendar.next_open(Channel(comm.channel), next_at)
+            comm.fail(attempt, at, verdict.reason, receipt.error_code, kind, next_at,
+                      policy.max_attempts)
+        if comm.pending_events:
+            self.store.save(comm)
+            log.info("receipt_applied", communication=str(comm.id), status=status)

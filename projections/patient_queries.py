@@ -1,0 +1,468 @@
+"""List definitions → parameterised SQL over the patient read model (SQLite and PostgreSQL).
+
+Filter values only ever travel as parameters: quotes, `%`, `_` and any unicode match
+literally. Text is matched on Python-folded columns with instr()/strpos() (a plain
+substring test, no LIKE patterns to escape). The meaning of each predicate is the one in
+domain/lists_facts.py; property tests compare the two.
+
+Derived dates avoid per-patient subqueries where an index can answer instead:
+"next appointment in [lo, hi]" is "an upcoming appointment in [lo, hi] and none before lo",
+"last visit in [lo, hi]" is "a visit in [lo, hi] and none after hi".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from domain.lists import (
+    FIELDS_BY_KEY,
+    Focus,
+    InRange,
+    ListQuery,
+    Predicate,
+    Presence,
+    SortKey,
+    TextMatch,
+    ValueType,
+    age_on,
+    birth_dates_for_ages,
+    resolve,
+)
+from domain.patients import NOT_A_VISIT_STATUSES, UPCOMING_STATUSES, display_name
+from domain.patients_fields import fold
+from projections.db import Row, Tx
+
+
+@dataclass
+class Sql:
+    """A fragment of SQL and its parameters, in order."""
+
+    text: str
+    params: list[Any] = field(default_factory=list)
+
+    def __add__(self, other: Sql) -> Sql:
+        return Sql(self.text + other.text, self.params + other.params)
+
+
+def join(fragments: Sequence[Sql], separator: str) -> Sql:
+    return Sql(separator.join(f.text for f in fragments),
+               [p for f in fragments for p in f.params])
+
+
+# Scalar fields: (display expression, matching expression). Matching expressions are folded
+# text (or national phone digits), computed by the projection in Python.
+TEXT_FIELDS: dict[str, tuple[str, str]] = {
+    "patient_id": ("p.patient_id", "p.patient_id_f"),
+    "name": ("p.name_f", "p.name_f"),
+    "first_name": ("p.first_name", "p.first_f"),
+    "last_name": ("p.last_name", "p.last_f"),
+    "status": ("p.status", "p.status_f"),
+    "payor": ("p.payor", "p.payor_f"),
+    "pcp": ("COALESCE(p.pcp_name, p.pcp_id)", "p.pcp_f"),
+    "care_manager": ("p.care_manager", "p.care_manager_f"),
+    "language": ("p.language", "p.language_f"),
+    "email": ("p.email", "p.email_f"),
+    "city": ("p.city", "p.city_f"),
+    "state": ("p.state", "p.state_f"),
+    "postal_code": ("p.postal_code", "p.postal_code_f"),
+    "mobile": ("p.mobile", "p.mobile_n"),
+    "home_phone": ("p.home_phone", "p.home_n"),
+    "phone": ("COALESCE(p.mobile, p.home_phone)", "COALESCE(p.mobile_n, p.home_n)"),
+    "appt_notes": ("a.notes", "a.notes_f"),
+    "appt_provider": ("COALESCE(ap.name, a.provider_id)", "COALESCE(ap.name_f, a.provider_id_f)"),
+    "appt_status": ("a.status", "a.status_f"),
+    "appt_type": ("a.type", "a.type_f"),
+    "appt_facility": ("a.facility", "a.facility_f"),
+    "appt_response": ("NULL", "NULL"),
+    "appointment_reminders_only": ("p.appointment_reminders_only", "NULL"),
+}
+
+# List fields: table, item column, extra restriction.
+LIST_FIELDS: dict[str, tuple[str, str, str]] = {
+    "conditions": ("conditions", "condition_f", ""),
+    "ar": ("care_gaps", "measure_f", " AND m.closed_on IS NULL"),
+    "group": ("patient_groups", "group_f", ""),
+}
+LIST_DISPLAY: dict[str, tuple[str, str, str]] = {
+    "conditions": ("conditions", "condition", ""),
+    "ar": ("care_gaps", "measure", " AND closed_on IS NULL"),
+    "group": ("patient_groups", "group_name", ""),
+}
+
+UPCOMING = tuple(fold(s) for s in UPCOMING_STATUSES)
+NOT_A_VISIT = tuple(fold(s) for s in NOT_A_VISIT_STATUSES)
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
+class Compiler:
+    """Compiles one list definition for one day (relative dates) and one SQL dialect."""
+
+    def __init__(self, dialect: str, today: date) -> None:
+        self.dialect = dialect
+        self.today = today
+        self.today_text = today.isoformat()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def contains(self, haystack: str, needle_count: int) -> str:
+        function = "strpos" if self.dialect == "postgres" else "instr"
+        return " OR ".join([f"{function}({haystack}, ?) > 0"] * needle_count)
+
+    def text_match(self, expression: str, predicate: TextMatch) -> Sql:
+        if predicate.exact:
+            return Sql(f"{expression} = ?", [predicate.terms[0]])
+        return Sql(f"({self.contains(expression, len(predicate.terms))})",
+                   list(predicate.terms))
+
+    @staticmethod
+    def negatable(positive: Sql, negate: bool) -> Sql:
+        # Positive forms are never NULL (they test IS NOT NULL first), so NOT is exact.
+        return Sql(f"NOT ({positive.text})", positive.params) if negate else positive
+
+    @staticmethod
+    def day_range(column: str, low: date | None, high: date | None) -> Sql:
+        """A date range on a text column holding dates or 'YYYY-MM-DD HH:MM' times."""
+        parts: list[Sql] = [Sql(f"{column} IS NOT NULL")]
+        if low is not None and low != date.min:
+            parts.append(Sql(f"{column} >= ?", [low.isoformat()]))
+        if high is not None and high != date.max:
+            parts.append(Sql(f"{column} < ?", [(high + timedelta(days=1)).isoformat()]))
+        return join(parts, " AND ")
+
+    # -- one condition ---------------------------------------------------------------------
+
+    def condition(self, key: str, predicate: Predicate) -> Sql:
+        field_ = FIELDS_BY_KEY[key]
+        if field_.type == ValueType.MULTI:
+            return self.list_condition(key, predicate)
+        if key in ("next_appointment", "last_visit"):
+            return self.appointment_aggregate(key, predicate)
+        if key == "last_contacted":
+            return self.last_contacted(predicate)
+        if key == "appt_datetime":
+            return self.scalar_range("a.starts_at", predicate, is_date=True)
+        if key == "date_of_birth":
+            return self.scalar_range("p.date_of_birth", predicate, is_date=True)
+        if key == "ar_count":
+            return self.scalar_range("p.ar_count", predicate, is_date=False)
+        if key == "age":
+            if isinstance(predicate, InRange):
+                earliest, latest = birth_dates_for_ages(predicate.low, predicate.high,
+                                                        self.today)
+                predicate = InRange(earliest, latest, predicate.negate)
+            return self.scalar_range("p.date_of_birth", predicate, is_date=True)
+        _, expression = TEXT_FIELDS[key]
+        if isinstance(predicate, Presence):
+            return Sql(f"{expression} IS {'NOT ' if predicate.present else ''}NULL")
+        assert isinstance(predicate, TextMatch)
+        positive = Sql(f"({expression} IS NOT NULL AND ") + self.text_match(expression,
+                                                                            predicate) + Sql(")")
+        return self.negatable(positive, predicate.negate)
+
+    def scalar_range(self, column: str, predicate: Predicate, is_date: bool) -> Sql:
+        if isinstance(predicate, Presence):
+            return Sql(f"{column} IS {'NOT ' if predicate.present else ''}NULL")
+        assert isinstance(predicate, InRange)
+        if is_date:
+            positive = self.day_range(column, predicate.low, predicate.high)
+        else:
+            parts = [Sql(f"{column} IS NOT NULL")]
+            if predicate.low is not None:
+                parts.append(Sql(f"{column} >= ?", [predicate.low]))
+            if predicate.high is not None:
+                parts.append(Sql(f"{column} <= ?", [predicate.high]))
+            positive = join(parts, " AND ")
+        return self.negatable(Sql("(") + positive + Sql(")"), predicate.negate)
+
+    def list_condition(self, key: str, predicate: Predicate) -> Sql:
+        table, column, extra = LIST_FIELDS[key]
+        exists = f"EXISTS (SELECT 1 FROM {table} m WHERE m.patient_id = p.patient_id{extra}"
+        if isinstance(predicate, Presence):
+            sql = Sql(exists + ")")
+            return sql if predicate.present else Sql(f"NOT {sql.text}")
+        assert isinstance(predicate, TextMatch)
+        positive = Sql(exists + " AND ") + self.text_match(f"m.{column}", predicate) + Sql(")")
+        return self.negatable(positive, predicate.negate)
+
+    def _appointments(self, key: str) -> Sql:
+        """The appointments a derived date is taken from (see domain/lists_facts.py)."""
+        if key == "next_appointment":
+            return Sql(f"a2.patient_id = p.patient_id AND a2.starts_at >= ?"
+                       f" AND a2.status_f IN ({_marks(UPCOMING)})",
+                       [self.today_text, *UPCOMING])
+        return Sql(f"a2.patient_id = p.patient_id AND a2.starts_at < ?"
+                   f" AND a2.status_f NOT IN ({_marks(NOT_A_VISIT)})",
+                   [self.today_text, *NOT_A_VISIT])
+
+    def appointment_aggregate(self, key: str, predicate: Predicate) -> Sql:
+        pool = Sql("EXISTS (SELECT 1 FROM appointments a2 WHERE ") + self._appointments(key)
+        if isinstance(predicate, Presence):
+            sql = pool + Sql(")")
+            return sql if predicate.present else Sql(f"NOT {sql.text}", sql.params)
+        assert isinstance(predicate, InRange)
+        low, high = predicate.low, predicate.high
+        positive = pool + Sql(" AND ") + self.day_range("a2.starts_at", low, high) + Sql(")")
+        if key == "next_appointment" and low is not None and low > self.today:
+            # the earliest must not be before the range
+            positive = positive + Sql(" AND NOT ") + pool + Sql(" AND a2.starts_at < ?)",
+                                                                [low.isoformat()])
+        if key == "last_visit" and high is not None and high < self.today - timedelta(days=1):
+            # the latest must not be after the range
+            positive = positive + Sql(" AND NOT ") + pool + Sql(
+                " AND a2.starts_at >= ?)", [(high + timedelta(days=1)).isoformat()])
+        return self.negatable(Sql("(") + positive + Sql(")"), predicate.negate)
+
+    def last_contacted(self, predicate: Predicate) -> Sql:
+        exists = "EXISTS (SELECT 1 FROM patient_contacts c WHERE c.patient_id = p.patient_id"
+        if isinstance(predicate, Presence):
+            sql = exists + ")"
+            return Sql(sql if predicate.present else f"NOT {sql}")
+        assert isinstance(predicate, InRange)
+        positive = Sql(exists + " AND ") + self.day_range(
+            "c.last_contacted_at", predicate.low, predicate.high) + Sql(")")
+        return self.negatable(positive, predicate.negate)
+
+    # -- whole lists -----------------------------------------------------------------------
+
+    def scope(self, query: ListQuery, provider_ids: Sequence[str] | None) -> Sql:
+        """All Subscribers: the precomputed flag. Chosen providers/groups: the active
+        subscribers they resolve to (`provider_ids`), through PCP, appointments or billing."""
+        if provider_ids is None:
+            return Sql("p.subscribed = 1")
+        if not provider_ids:
+            return Sql("1 = 0")
+        marks = _marks(provider_ids)
+        ids = list(provider_ids)
+        return Sql(
+            f"(p.pcp_id IN ({marks})"
+            f" OR EXISTS (SELECT 1 FROM appointments s WHERE s.patient_id = p.patient_id"
+            f" AND s.provider_id IN ({marks}))"
+            f" OR EXISTS (SELECT 1 FROM billing s WHERE s.patient_id = p.patient_id"
+            f" AND s.provider_id IN ({marks})))", ids * 3)
+
+    def source(self, focus: Focus) -> str:
+        if focus == Focus.APPOINTMENT:
+            return ("appointments a JOIN patients p ON p.patient_id = a.patient_id"
+                    " LEFT JOIN providers ap ON ap.provider_id = a.provider_id")
+        return "patients p"
+
+    def where(self, query: ListQuery, provider_ids: Sequence[str] | None,
+              extra: Sql | None = None) -> Sql:
+        parts = [self.scope(query, provider_ids)]
+        if extra is not None:
+            parts.append(extra)
+        if query.focus == Focus.APPOINTMENT:
+            parts.append(Sql("a.starts_at >= ?", [self.today_text]))
+        for condition in query.filters:
+            parts.append(self.condition(condition.field, resolve(condition, self.today)))
+        return join(parts, " AND ")
+
+    def sort_expression(self, key: str) -> Sql:
+        if key == "name":
+            return Sql("p.sort_name")
+        if key in ("age", "date_of_birth"):
+            return Sql("p.date_of_birth")
+        if key == "ar_count":
+            return Sql("p.ar_count")
+        if key == "appt_datetime":
+            return Sql("a.starts_at")
+        if key in ("next_appointment", "last_visit"):
+            function = "MIN" if key == "next_appointment" else "MAX"
+            return Sql(f"(SELECT {function}(a2.starts_at) FROM appointments a2 WHERE ") + \
+                self._appointments(key) + Sql(")")
+        if key == "last_contacted":
+            return Sql("(SELECT c.last_contacted_at FROM patient_contacts c"
+                       " WHERE c.patient_id = p.patient_id)")
+        return Sql(TEXT_FIELDS[key][1])
+
+    def order_by(self, keys: Sequence[SortKey], focus: Focus) -> Sql:
+        parts: list[Sql] = []
+        for key in keys:
+            descending = key.descending != (key.field == "age")  # older = earlier birth
+            parts.append(self.sort_expression(key.field)
+                         + Sql(f" {'DESC' if descending else 'ASC'} NULLS LAST"))
+        parts.append(Sql("p.patient_id ASC"))
+        if focus == Focus.APPOINTMENT:
+            parts.append(Sql("a.appointment_id ASC"))
+        return join(parts, ", ")
+
+    def members(self, query: ListQuery, provider_ids: Sequence[str] | None) -> Sql:
+        """The patients on the list, unordered (for `p.patient_id IN (…)`)."""
+        return Sql(f"SELECT p.patient_id FROM {self.source(query.focus)} WHERE ") + \
+            self.where(query, provider_ids)
+
+    def count(self, query: ListQuery, provider_ids: Sequence[str] | None) -> Sql:
+        return Sql(f"SELECT COUNT(*) FROM {self.source(query.focus)} WHERE ") + \
+            self.where(query, provider_ids)
+
+    def ids(self, query: ListQuery, provider_ids: Sequence[str] | None,
+            limit: int | None = None, offset: int = 0, extra: Sql | None = None) -> Sql:
+        """Patient ids of the list in its order (appointment lists: one per appointment)."""
+        select = "p.patient_id"
+        if query.focus == Focus.APPOINTMENT:
+            select += ", a.appointment_id"
+        sql = Sql(f"SELECT {select} FROM {self.source(query.focus)} WHERE ") + \
+            self.where(query, provider_ids, extra) + Sql(" ORDER BY ") + \
+            self.order_by(query.effective_sort, query.focus)
+        if limit is not None:
+            sql = sql + Sql(" LIMIT ? OFFSET ?", [limit, offset])
+        return sql
+
+
+# Columns every page row reads from patients (display values are built from them).
+PAGE_PATIENT_COLUMNS = (
+    "patient_id", "first_name", "middle_name", "last_name", "date_of_birth", "mobile",
+    "home_phone", "email", "status", "payor", "care_manager", "language", "city", "state",
+    "postal_code", "appointment_reminders_only", "ar_count", "pcp_id", "pcp_name",
+)
+PAGE_APPOINTMENT_COLUMNS = (
+    "a.appointment_id", "a.starts_at", "a.notes", "COALESCE(ap.name, a.provider_id)",
+    "a.status", "a.type", "a.facility",
+)
+
+
+# -- running a list --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListPage:
+    rows: list[dict[str, Any]]
+    total: int
+
+
+def resolve_scope(tx: Tx, query: ListQuery) -> list[str] | None:
+    """None for All Subscribers; else the active subscribers the chosen providers and
+    groups stand for (an inactive provider brings nobody in)."""
+    scope = query.scope
+    if scope.all_subscribers:
+        return None
+    clauses: list[Sql] = []
+    if scope.providers:
+        clauses.append(Sql(f"provider_id IN ({_marks(scope.providers)})", list(scope.providers)))
+    if scope.groups:
+        groups = [fold(g.strip()) for g in scope.groups]
+        clauses.append(Sql(f"provider_id IN (SELECT provider_id FROM provider_groups"
+                           f" WHERE group_f IN ({_marks(groups)}))", groups))
+    sql = Sql("SELECT provider_id FROM providers WHERE active = 1 AND (") + \
+        join(clauses, " OR ") + Sql(") ORDER BY provider_id")
+    return [str(r[0]) for r in tx.fetchall(sql.text, sql.params)]
+
+
+def count(tx: Tx, dialect: str, query: ListQuery, today: date) -> int:
+    sql = Compiler(dialect, today).count(query, resolve_scope(tx, query))
+    row = tx.fetchone(sql.text, sql.params)
+    return int(row[0]) if row else 0
+
+
+def select_ids(tx: Tx, dialect: str, query: ListQuery, today: date, limit: int | None = None,
+               offset: int = 0, extra: Sql | None = None) -> list[tuple[str, ...]]:
+    sql = Compiler(dialect, today).ids(query, resolve_scope(tx, query), limit, offset, extra)
+    return [tuple(str(v) for v in row) for row in tx.fetchall(sql.text, sql.params)]
+
+
+def fetch_page(tx: Tx, dialect: str, query: ListQuery, today: date) -> ListPage:
+    total = count(tx, dialect, query, today)
+    offset = (query.page - 1) * query.page_size
+    keys = select_ids(tx, dialect, query, today, query.page_size, offset) if offset < total \
+        else []
+    return ListPage(rows_for(tx, keys, query.focus, query.shown_columns, today), total)
+
+
+def _in(tx: Tx, sql: str, ids: Sequence[str], params: Sequence[Any] = ()) -> list[Row]:
+    """`sql` has `{ids}` where the id placeholders go, and its own parameters after them."""
+    return tx.fetchall(sql.format(ids=_marks(ids)), [*ids, *params]) if ids else []
+
+
+def rows_for(tx: Tx, keys: Sequence[tuple[str, ...]], focus: Focus, columns: Sequence[str],
+             today: date) -> list[dict[str, Any]]:
+    """Display rows for these (patient id[, appointment id]) keys, in the same order."""
+    patient_ids = sorted({k[0] for k in keys})
+    patients = {
+        str(r[0]): dict(zip(PAGE_PATIENT_COLUMNS, r, strict=True))
+        for r in _in(tx, f"SELECT {', '.join(PAGE_PATIENT_COLUMNS)} FROM patients"
+                         " WHERE patient_id IN ({ids})", patient_ids)
+    }
+    appointments: dict[str, dict[str, Any]] = {}
+    if focus == Focus.APPOINTMENT:
+        names = ("appointment_id", "starts_at", "notes", "provider", "status", "type",
+                 "facility")
+        appointments = {
+            str(r[0]): dict(zip(names, r, strict=True))
+            for r in _in(tx, f"SELECT {', '.join(PAGE_APPOINTMENT_COLUMNS)} FROM appointments a"
+                             " LEFT JOIN providers ap ON ap.provider_id = a.provider_id"
+                             " WHERE a.appointment_id IN ({ids})", [k[1] for k in keys])
+        }
+    extra = _derived_columns(tx, patient_ids, columns, today)
+    rows = []
+    for key in keys:
+        patient = patients.get(key[0])
+        if patient is None:
+            continue
+        appointment = appointments.get(key[1]) if len(key) > 1 else None
+        row: dict[str, Any] = {"patient_id": key[0]}
+        if appointment is not None:
+            row["appointment_id"] = appointment["appointment_id"]
+        for column in columns:
+            row[column] = display_value(column, patient, appointment, extra, today)
+        rows.append(row)
+    return rows
+
+
+def _derived_columns(tx: Tx, ids: Sequence[str], columns: Sequence[str], today: date
+                     ) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    today_text = today.isoformat()
+    if "next_appointment" in columns:
+        found["next_appointment"] = {str(r[0]): r[1] for r in _in(
+            tx, "SELECT patient_id, MIN(starts_at) FROM appointments WHERE patient_id IN ({ids})"
+            f" AND starts_at >= ? AND status_f IN ({_marks(UPCOMING)}) GROUP BY patient_id",
+            ids, [today_text, *UPCOMING])}
+    if "last_visit" in columns:
+        found["last_visit"] = {str(r[0]): r[1] for r in _in(
+            tx, "SELECT patient_id, MAX(starts_at) FROM appointments WHERE patient_id IN ({ids})"
+            f" AND starts_at < ? AND status_f NOT IN ({_marks(NOT_A_VISIT)}) GROUP BY patient_id",
+            ids, [today_text, *NOT_A_VISIT])}
+    if "last_contacted" in columns:
+        found["last_contacted"] = {str(r[0]): r[1] for r in _in(
+            tx, "SELECT patient_id, last_contacted_at FROM patient_contacts"
+            " WHERE patient_id IN ({ids})", ids)}
+    for key, (table, column, extra) in LIST_DISPLAY.items():
+        if key in columns:
+            items: dict[str, list[str]] = {}
+            for pid, value in _in(tx, f"SELECT patient_id, {column} FROM {table}"
+                                      f" WHERE patient_id IN ({{ids}}){extra}"
+                                      f" ORDER BY patient_id, {column}", ids):
+                items.setdefault(str(pid), []).append(str(value))
+            found[key] = {pid: "; ".join(values) for pid, values in items.items()}
+    return found
+
+
+def display_value(column: str, patient: dict[str, Any], appointment: dict[str, Any] | None,
+                  extra: dict[str, dict[str, Any]], today: date) -> Any:
+    pid = patient["patient_id"]
+    if column in extra:
+        return extra[column].get(pid)
+    if column.startswith("appt_"):
+        if appointment is None or column == "appt_response":
+            return None  # responses come from appointment reminders (Remind), not imported
+        return appointment[{"appt_datetime": "starts_at", "appt_notes": "notes",
+                            "appt_provider": "provider", "appt_status": "status",
+                            "appt_type": "type", "appt_facility": "facility"}[column]]
+    if column == "name":
+        return display_name(patient["first_name"], patient["middle_name"], patient["last_name"])
+    if column == "age":
+        born = patient["date_of_birth"]
+        return age_on(date.fromisoformat(born), today) if born else None
+    if column == "phone":
+        return patient["mobile"] or patient["home_phone"]
+    if column == "pcp":
+        return patient["pcp_name"] or patient["pcp_id"]
+    if column == "appointment_reminders_only":
+        return "Yes" if patient["appointment_reminders_only"] else "No"
+    return patient.get(column)

@@ -1,0 +1,441 @@
+"""The patient read model: imported facts → indexed tables that lists, search and sending read.
+
+Built only from `PatientImport.RowsImported` events, so `reset` + replay gives the same
+tables. Besides the imported columns, rows carry what queries need precomputed:
+
+- `*_f` columns: the value folded in Python (domain.patients_fields.fold), so matching is
+  identical on SQLite, PostgreSQL and in the Python reference evaluator;
+- `mobile_n`/`home_n`: national digits of the phones (what staff type);
+- `sort_name`: last, first, middle as one index-friendly sort key;
+- `pcp_name`/`pcp_f`, `ar_count` (open care gaps) and `subscribed` (related to an active
+  subscriber: PCP, an appointment or billing history), computed when a patient is written
+  and refreshed for the touched patients whenever an appointment, care gap, billing row or
+  provider changes. Only facts in events feed them, never the clock, so a replay gives the
+  same values.
+
+Indexes are few on purpose: each one costs every imported row a B-tree insert.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eventsourcing.utils import get_topic
+
+from domain.patients import (
+    SPECS,
+    ImportKind,
+    PatientImport,
+    Record,
+    row_hash,
+    sort_name,
+)
+from domain.patients import display_name as _display_name
+from domain.patients_fields import fold, national_digits, split_names
+from projections.base import Projection
+from projections.db import Tx
+
+DDL = """
+CREATE TABLE IF NOT EXISTS patients (
+    patient_id TEXT PRIMARY KEY,
+    first_name TEXT NOT NULL, middle_name TEXT, last_name TEXT NOT NULL,
+    date_of_birth TEXT, mobile TEXT, home_phone TEXT, email TEXT, status TEXT NOT NULL,
+    pcp_id TEXT, payor TEXT, care_manager TEXT, language TEXT,
+    appointment_reminders_only INTEGER NOT NULL DEFAULT 0,
+    address_line1 TEXT, address_line2 TEXT, city TEXT, state TEXT, postal_code TEXT,
+    groups TEXT, row_hash TEXT NOT NULL,
+    patient_id_f TEXT NOT NULL, name_f TEXT NOT NULL, sort_name TEXT NOT NULL,
+    first_f TEXT NOT NULL, middle_f TEXT, last_f TEXT NOT NULL, email_f TEXT,
+    status_f TEXT NOT NULL, payor_f TEXT, care_manager_f TEXT, language_f TEXT, city_f TEXT,
+    state_f TEXT, postal_code_f TEXT, pcp_id_f TEXT, mobile_n TEXT, home_n TEXT,
+    has_address INTEGER NOT NULL DEFAULT 0,
+    pcp_name TEXT, pcp_f TEXT, ar_count INTEGER NOT NULL DEFAULT 0,
+    subscribed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS patients_sort ON patients (sort_name, patient_id);
+CREATE INDEX IF NOT EXISTS patients_dob ON patients (date_of_birth);
+CREATE INDEX IF NOT EXISTS patients_pcp ON patients (pcp_id);
+CREATE INDEX IF NOT EXISTS patients_mobile ON patients (mobile);
+CREATE TABLE IF NOT EXISTS patient_groups (
+    patient_id TEXT NOT NULL, group_name TEXT NOT NULL, group_f TEXT NOT NULL,
+    PRIMARY KEY (patient_id, group_f)
+);
+CREATE INDEX IF NOT EXISTS patient_groups_group ON patient_groups (group_f);
+CREATE TABLE IF NOT EXISTS appointments (
+    appointment_id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, starts_at TEXT NOT NULL,
+    provider_id TEXT NOT NULL, facility TEXT, type TEXT, status TEXT NOT NULL, notes TEXT,
+    row_hash TEXT NOT NULL, provider_id_f TEXT NOT NULL, facility_f TEXT, type_f TEXT,
+    status_f TEXT NOT NULL, notes_f TEXT
+);
+CREATE INDEX IF NOT EXISTS appointments_patient ON appointments (patient_id, starts_at);
+CREATE INDEX IF NOT EXISTS appointments_starts ON appointments (starts_at);
+CREATE INDEX IF NOT EXISTS appointments_provider ON appointments (provider_id);
+CREATE TABLE IF NOT EXISTS providers (
+    provider_id TEXT PRIMARY KEY, name TEXT NOT NULL, name_f TEXT NOT NULL, groups TEXT,
+    active INTEGER NOT NULL, row_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS provider_groups (
+    provider_id TEXT NOT NULL, group_name TEXT NOT NULL, group_f TEXT NOT NULL,
+    PRIMARY KEY (provider_id, group_f)
+);
+CREATE INDEX IF NOT EXISTS provider_groups_group ON provider_groups (group_f);
+CREATE TABLE IF NOT EXISTS care_gaps (
+    patient_id TEXT NOT NULL, measure TEXT NOT NULL, measure_f TEXT NOT NULL,
+    opened_on TEXT, closed_on TEXT, row_hash TEXT NOT NULL,
+    PRIMARY KEY (patient_id, measure_f)
+);
+CREATE INDEX IF NOT EXISTS care_gaps_measure ON care_gaps (measure_f);
+CREATE TABLE IF NOT EXISTS conditions (
+    patient_id TEXT NOT NULL, condition TEXT NOT NULL, condition_f TEXT NOT NULL,
+    row_hash TEXT NOT NULL, PRIMARY KEY (patient_id, condition_f)
+);
+CREATE TABLE IF NOT EXISTS billing (
+    patient_id TEXT NOT NULL, provider_id TEXT NOT NULL, row_hash TEXT NOT NULL,
+    PRIMARY KEY (patient_id, provider_id)
+);
+CREATE INDEX IF NOT EXISTS billing_provider ON billing (provider_id);
+CREATE TABLE IF NOT EXISTS patient_contacts (
+    patient_id TEXT PRIMARY KEY, last_contacted_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS patient_contacts_when ON patient_contacts (last_contacted_at);
+CREATE TABLE IF NOT EXISTS communication_history (
+    communication_id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, campaign_name TEXT NOT NULL,
+    campaign_description TEXT NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL,
+    reason TEXT NOT NULL, attempts INTEGER NOT NULL, first_attempt_at TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS communication_history_patient
+    ON communication_history (patient_id, updated_at);
+CREATE TABLE IF NOT EXISTS patient_opt_outs (
+    patient_id TEXT NOT NULL, type TEXT NOT NULL, last_day TEXT, reason TEXT NOT NULL,
+    comment TEXT NOT NULL DEFAULT '', created_by TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL DEFAULT '', PRIMARY KEY (patient_id, type)
+)
+"""
+
+# Tables this projection owns (reset empties them). patient_contacts, communication_history
+# and patient_opt_outs are only created here if missing: other projections fill them.
+OWN_TABLES = ("patients", "patient_groups", "appointments", "providers", "provider_groups",
+              "care_gaps", "conditions", "billing")
+
+PATIENT_TABLE_COLUMNS = (
+    "patient_id", "first_name", "middle_name", "last_name", "date_of_birth", "mobile",
+    "home_phone", "email", "status", "pcp_id", "payor", "care_manager", "language",
+    "appointment_reminders_only", "address_line1", "address_line2", "city", "state",
+    "postal_code", "groups", "row_hash", "patient_id_f", "name_f", "sort_name", "first_f",
+    "middle_f", "last_f", "email_f", "status_f", "payor_f", "care_manager_f", "language_f",
+    "city_f", "state_f", "postal_code_f", "pcp_id_f", "mobile_n", "home_n", "has_address",
+)
+DERIVED_COLUMNS = ("pcp_name", "pcp_f", "ar_count", "subscribed")
+APPOINTMENT_TABLE_COLUMNS = (
+    "appointment_id", "patient_id", "starts_at", "provider_id", "facility", "type", "status",
+    "notes", "row_hash", "provider_id_f", "facility_f", "type_f", "status_f", "notes_f",
+)
+
+# IN lists of ids: one statement per this many.
+ID_BATCH = 900
+
+
+def _f(value: str | None) -> str | None:
+    return None if value is None else fold(value)
+
+
+def batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _postgres_connection(tx: Tx) -> Any | None:
+    """The psycopg connection behind a PostgreSQL transaction (for COPY), else None."""
+    conn = getattr(tx, "conn", None)
+    return None if conn is None or isinstance(conn, sqlite3.Connection) else conn
+
+
+def upsert(
+    tx: Tx, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+    key: Sequence[str], update: bool = True,
+) -> None:
+    """INSERT … ON CONFLICT for many rows. SQLite: one prepared statement run per row.
+    PostgreSQL: COPY into a session-local staging table, then one INSERT … SELECT (several
+    times faster than a statement per row or a giant VALUES list, which takes long to plan).
+    Rows must have distinct keys (PostgreSQL refuses to upsert a row twice in a statement)."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if update:
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        conflict = f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
+    else:
+        conflict = f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
+    conn = _postgres_connection(tx)
+    if conn is None:
+        tx.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({placeholders(len(columns))}){conflict}", rows)
+        return
+    stage = f"stage_{table}"
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS")
+    with conn.cursor() as cursor, cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}{conflict}")
+    conn.execute(f"DELETE FROM {stage}")  # the same transaction may stage again
+
+
+def _unique_last(rows: Iterable[tuple[tuple[Any, ...], Sequence[Any]]]) -> list[Sequence[Any]]:
+    """Keep the last row per key: PostgreSQL refuses an upsert touching a row twice."""
+    by_key: dict[tuple[Any, ...], Sequence[Any]] = {}
+    for key, row in rows:
+        by_key.pop(key, None)
+        by_key[key] = row
+    return list(by_key.values())
+
+
+# -- derived columns -----------------------------------------------------------------------
+
+# The exact value of each derived column for patient row `patients`, from the other tables
+# (used when a provider changes, which may touch every patient at once).
+DERIVED_SQL = {
+    "pcp_name": "(SELECT pr.name FROM providers pr WHERE pr.provider_id = patients.pcp_id)",
+    "pcp_f": "COALESCE((SELECT pr.name_f FROM providers pr"
+             " WHERE pr.provider_id = patients.pcp_id), patients.pcp_id_f)",
+    "subscribed": (
+        "CASE WHEN EXISTS (SELECT 1 FROM providers pr"
+        " WHERE pr.provider_id = patients.pcp_id AND pr.active = 1)"
+        " OR EXISTS (SELECT 1 FROM appointments a WHERE a.patient_id = patients.patient_id"
+        " AND a.provider_id IN (SELECT pr.provider_id FROM providers pr WHERE pr.active = 1))"
+        " OR EXISTS (SELECT 1 FROM billing b WHERE b.patient_id = patients.patient_id"
+        " AND b.provider_id IN (SELECT pr.provider_id FROM providers pr WHERE pr.active = 1))"
+        " THEN 1 ELSE 0 END"),
+}
+
+
+def refresh_patients_of_providers(tx: Tx, provider_ids: Sequence[str]) -> None:
+    """A provider is new, renamed, or (in)activated: recompute its patients in SQL."""
+    sets = ", ".join(f"{c} = {expression}" for c, expression in DERIVED_SQL.items())
+    for chunk in batches(sorted(set(provider_ids)), ID_BATCH):
+        marks = placeholders(len(chunk))
+        tx.execute(
+            f"UPDATE patients SET {sets} WHERE pcp_id IN ({marks})"
+            f" OR patient_id IN (SELECT a.patient_id FROM appointments a"
+            f" WHERE a.provider_id IN ({marks}))"
+            f" OR patient_id IN (SELECT b.patient_id FROM billing b"
+            f" WHERE b.provider_id IN ({marks}))",
+            [*chunk, *chunk, *chunk])
+
+
+def derive(tx: Tx, patients: Sequence[tuple[str, str | None]]) -> dict[str, tuple[Any, ...]]:
+    """(pcp_name, pcp_f, ar_count, subscribed) of each (patient id, pcp id), computed from
+    indexed lookups (one query per table per chunk) rather than correlated subqueries,
+    whose plans go wrong while a bulk load leaves the planner's statistics stale."""
+    ids = [pid for pid, _ in patients]
+    related: dict[str, set[str]] = {pid: {pcp} if pcp else set() for pid, pcp in patients}
+    gaps: dict[str, int] = {}
+    for chunk in batches(ids, ID_BATCH):
+        marks = placeholders(len(chunk))
+        gaps.update((str(pid), int(n)) for pid, n in tx.fetchall(
+            f"SELECT patient_id, COUNT(*) FROM care_gaps WHERE patient_id IN ({marks})"
+            " AND closed_on IS NULL GROUP BY patient_id", chunk))
+        for table in ("appointments", "billing"):
+            for pid, provider in tx.fetchall(
+                    f"SELECT DISTINCT patient_id, provider_id FROM {table}"
+                    f" WHERE patient_id IN ({marks})", chunk):
+                related[str(pid)].add(str(provider))
+    providers: dict[str, tuple[str, str, int]] = {}
+    for chunk in batches(sorted(set().union(*related.values())), ID_BATCH):
+        for provider_id, name, name_f, active in tx.fetchall(
+                f"SELECT provider_id, name, name_f, active FROM providers WHERE provider_id IN"
+                f" ({placeholders(len(chunk))})", chunk):
+            providers[str(provider_id)] = (name, name_f, int(active))
+    derived: dict[str, tuple[Any, ...]] = {}
+    for pid, pcp in patients:
+        pcp_provider = providers.get(pcp) if pcp else None
+        subscribed = any(providers.get(p, ("", "", 0))[2] for p in related[pid])
+        derived[pid] = (pcp_provider[0] if pcp_provider else None,
+                        pcp_provider[1] if pcp_provider else _f(pcp),
+                        gaps.get(pid, 0), int(subscribed))
+    return derived
+
+
+def refresh_patients(tx: Tx, patient_ids: Iterable[str]) -> None:
+    """Recompute the derived columns of these patients; rewrite only the rows that changed
+    (reading is cheap, rewriting a row and its indexes is not)."""
+    for chunk in batches(sorted(set(patient_ids)), ID_BATCH):
+        current = {
+            str(r[0]): (str(r[0]), r[1], tuple(r[2:]))
+            for r in tx.fetchall(
+                f"SELECT patient_id, pcp_id, {', '.join(DERIVED_COLUMNS)} FROM patients"
+                f" WHERE patient_id IN ({placeholders(len(chunk))})", chunk)
+        }
+        fresh = derive(tx, [(pid, pcp) for pid, pcp, _ in current.values()])
+        changed = [(*fresh[pid], pid) for pid, (_, _, now) in current.items()
+                   if tuple(fresh[pid]) != now]
+        if changed:
+            sets = ", ".join(f"{c} = ?" for c in DERIVED_COLUMNS)
+            tx.executemany(f"UPDATE patients SET {sets} WHERE patient_id = ?", changed)
+
+
+# -- one writer per kind of file -----------------------------------------------------------
+
+
+def _records(kind: ImportKind, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+             ) -> list[Record]:
+    """Event rows → records in the spec's column order (events name their columns, so a
+    column added later reads as empty from old events)."""
+    names = SPECS[kind].column_names
+    if tuple(columns) == names:
+        return [tuple(r) for r in rows]
+    index = {c: i for i, c in enumerate(columns)}
+    return [tuple(r[index[n]] if n in index else None for n in names) for r in rows]
+
+
+def _patient_row(record: Record) -> tuple[Any, ...]:
+    (pid, first, middle, last, dob, mobile, home, email, status, pcp_id, payor, care_manager,
+     language, reminders_only, line1, line2, city, state, postal, groups) = record
+    has_address = int(bool(line1 and city and state and postal))
+    return (
+        pid, first, middle, last, dob, mobile, home, email, status, pcp_id, payor, care_manager,
+        language, int(reminders_only == "1"), line1, line2, city, state, postal, groups,
+        row_hash(record), fold(str(pid)), fold(_display_name(first, middle, last)),
+        sort_name(first, middle, last), fold(str(first)), _f(middle), fold(str(last)), _f(email),
+        fold(str(status)), _f(payor), _f(care_manager), _f(language), _f(city), _f(state),
+        _f(postal), _f(pcp_id), national_digits(mobile), national_digits(home), has_address,
+    )
+
+
+def write_patients(tx: Tx, records: Sequence[Record]) -> None:
+    rows = _unique_last(((r[0],), _patient_row(r)) for r in records)
+    derived = derive(tx, [(str(r[0]), r[9]) for r in rows])
+    upsert(tx, "patients", PATIENT_TABLE_COLUMNS + DERIVED_COLUMNS,
+           [(*row, *derived[str(row[0])]) for row in rows], ("patient_id",))
+    ids = [str(row[0]) for row in rows]
+    for chunk in batches(ids, ID_BATCH):
+        tx.execute(f"DELETE FROM patient_groups WHERE patient_id IN ({placeholders(len(chunk))})",
+                   chunk)
+    group_rows = [(pid, name, fold(name)) for pid, groups in ((r[0], r[19]) for r in rows)
+                  for name in split_names(groups, "group")]
+    upsert(tx, "patient_groups", ("patient_id", "group_name", "group_f"), group_rows,
+           ("patient_id", "group_f"))
+
+
+def write_appointments(tx: Tx, records: Sequence[Record]) -> None:
+    rows = _unique_last(
+        ((r[0],), (*r, row_hash(r), fold(str(r[3])), _f(r[4]), _f(r[5]), fold(str(r[6])),
+                   _f(r[7])))
+        for r in records)
+    ids = [str(row[0]) for row in rows]
+    # An appointment moved to another patient changes both patients' derived values.
+    touched = {str(row[1]) for row in rows}
+    for chunk in batches(ids, ID_BATCH):
+        found = tx.fetchall(f"SELECT patient_id FROM appointments WHERE appointment_id IN"
+                            f" ({placeholders(len(chunk))})", chunk)
+        touched.update(str(r[0]) for r in found)
+    upsert(tx, "appointments", APPOINTMENT_TABLE_COLUMNS, rows, ("appointment_id",))
+    refresh_patients(tx, touched)
+
+
+def write_providers(tx: Tx, records: Sequence[Record]) -> None:
+    rows = _unique_last(((r[0],), r) for r in records)
+    ids = [str(r[0]) for r in rows]
+    before: dict[str, tuple[Any, Any]] = {}
+    for chunk in batches(ids, ID_BATCH):
+        for pid, name, active in tx.fetchall(
+                f"SELECT provider_id, name, active FROM providers WHERE provider_id IN"
+                f" ({placeholders(len(chunk))})", chunk):
+            before[str(pid)] = (name, int(active))
+    upsert(tx, "providers", ("provider_id", "name", "name_f", "groups", "active", "row_hash"),
+           [(r[0], r[1], fold(str(r[1])), r[2], int(r[3] == "1"), row_hash(r)) for r in rows],
+           ("provider_id",))
+    for chunk in batches(ids, ID_BATCH):
+        tx.execute(f"DELETE FROM provider_groups WHERE provider_id IN"
+                   f" ({placeholders(len(chunk))})", chunk)
+    upsert(tx, "provider_groups", ("provider_id", "group_name", "group_f"),
+           [(r[0], g, fold(g)) for r in rows for g in split_names(r[2], "provider group")],
+           ("provider_id", "group_f"))
+    # Only a new provider, a renamed one or a change of active changes patients' rows.
+    changed = [str(r[0]) for r in rows if before.get(str(r[0])) != (r[1], int(r[3] == "1"))]
+    refresh_patients_of_providers(tx, changed)
+
+
+def write_care_gaps(tx: Tx, records: Sequence[Record]) -> None:
+    rows = _unique_last(((r[0], fold(str(r[1]))), (r[0], r[1], fold(str(r[1])), r[2], r[3],
+                                                    row_hash(r))) for r in records)
+    upsert(tx, "care_gaps", ("patient_id", "measure", "measure_f", "opened_on", "closed_on",
+                             "row_hash"), rows, ("patient_id", "measure_f"))
+    refresh_patients(tx, (str(r[0]) for r in rows))
+
+
+def write_conditions(tx: Tx, records: Sequence[Record]) -> None:
+    rows = _unique_last(((r[0], fold(str(r[1]))), (r[0], r[1], fold(str(r[1])), row_hash(r)))
+                        for r in records)
+    upsert(tx, "conditions", ("patient_id", "condition", "condition_f", "row_hash"), rows,
+           ("patient_id", "condition_f"))
+
+
+def write_billing(tx: Tx, records: Sequence[Record]) -> None:
+    rows = _unique_last(((r[0], r[1]), (r[0], r[1], row_hash(r))) for r in records)
+    upsert(tx, "billing", ("patient_id", "provider_id", "row_hash"), rows,
+           ("patient_id", "provider_id"))
+    refresh_patients(tx, (str(r[0]) for r in rows))
+
+
+WRITERS = {
+    ImportKind.PATIENTS: write_patients,
+    ImportKind.APPOINTMENTS: write_appointments,
+    ImportKind.PROVIDERS: write_providers,
+    ImportKind.CARE_GAPS: write_care_gaps,
+    ImportKind.CONDITIONS: write_conditions,
+    ImportKind.BILLING: write_billing,
+}
+
+# How the import finds what the read model already holds: lookup column, key columns.
+KEY_QUERIES = {
+    ImportKind.PATIENTS: ("SELECT patient_id, row_hash FROM patients", "patient_id"),
+    ImportKind.APPOINTMENTS: ("SELECT appointment_id, row_hash FROM appointments",
+                              "appointment_id"),
+    ImportKind.PROVIDERS: ("SELECT provider_id, row_hash FROM providers", "provider_id"),
+    ImportKind.CARE_GAPS: ("SELECT patient_id, measure_f, row_hash FROM care_gaps",
+                           "patient_id"),
+    ImportKind.CONDITIONS: ("SELECT patient_id, condition_f, row_hash FROM conditions",
+                            "patient_id"),
+    ImportKind.BILLING: ("SELECT patient_id, provider_id, row_hash FROM billing", "patient_id"),
+}
+
+
+def existing_hashes(tx: Tx, kind: ImportKind, lookup_values: Iterable[str]
+                    ) -> dict[tuple[str, ...], str]:
+    """Row hashes the read model holds, by record key (see ImportSpec.key)."""
+    select, column = KEY_QUERIES[kind]
+    found: dict[tuple[str, ...], str] = {}
+    for chunk in batches(sorted(set(lookup_values)), ID_BATCH):
+        for row in tx.fetchall(f"{select} WHERE {column} IN ({placeholders(len(chunk))})",
+                               chunk):
+            found[tuple(str(v) for v in row[:-1])] = str(row[-1])
+    return found
+
+
+class PatientsProjection(Projection):
+    name = "patients"
+    topics = (get_topic(PatientImport.RowsImported),)
+    batch_size = 20  # each event carries up to 1,000 rows: keep a transaction's memory small
+
+    def ddl(self) -> str:
+        return DDL
+
+    def reset(self, tx: Tx) -> None:
+        for table in OWN_TABLES:
+            tx.execute(f"DELETE FROM {table}")
+
+    def apply(self, tx: Tx, event: Any, position: int) -> None:
+        if isinstance(event, PatientImport.RowsImported):
+            kind = ImportKind(event.kind)
+            WRITERS[kind](tx, _records(kind, event.columns, event.rows))
+
+    def write(self, tx: Tx, kind: ImportKind, records: Sequence[Record]) -> None:
+        """Write canonical records directly (tests and tools that bypass the event log)."""
+        WRITERS[kind](tx, list(records))

@@ -1,0 +1,315 @@
+"""The dispatcher: send-intents → re-check every rule → provider call → outcome stored.
+
+Small steps, in the words of the rules:
+1. decode: load the communication; an intent for an attempt already settled is a harmless
+   redelivery and is dropped (idempotent by communication id + attempt number);
+2. decide, just before the call: campaign still active? patient known, with a valid mobile?
+   not opted out (STOP-ed number or staff opt-out)? window open? rate cap not reached?
+3. record "attempt started" for the whole batch in one save — before any provider call, so a
+   crash can never make us forget that a message may have gone;
+4. call the gateway (which never raises for provider trouble);
+5. record the outcomes in one save; the caller commits the bus offsets only after that.
+A communication found "attempt started" without an outcome (its dispatcher died) is
+reconciled by asking the provider whether the message went, before sending it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import phonenumbers
+import structlog
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from application.ports import PatientContact, PatientDirectory
+from application.store import EventStore
+from bus.intents import SendIntent
+from domain.calendar import SendingCalendar
+from domain.campaign import Campaign
+from domain.channels import Channel
+from domain.clock import Clock
+from domain.communication import Communication, SkipReason
+from domain.preferences import PatientPreferences, PhoneOptOut, patient_preferences_id, phone_opt_out_id
+from domain.pacing import spacing
+from domain.retry import POLICIES, FailureKind
+from domain.sms import compose
+from gateways.sms import OutboundText, SendResult, SmsGateway
+from workers.ratelimit import RateLimiter
+
+log = structlog.get_logger("dispatcher")
+
+#: an attempt started this long ago without an outcome belongs to a dead dispatcher
+STALE_ATTEMPT = timedelta(seconds=60)
+
+
+@dataclass
+class DispatchStats:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    duplicates: int = 0
+    reconciled: int = 0
+    cancelled: int = 0
+
+    def add(self, other: DispatchStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class _Job:
+    intent: SendIntent
+    comm: Communication
+    contact: PatientContact
+    campaign: Campaign
+    body: str
+    reconcile: bool = False
+    result: SendResult | None = field(default=None)
+
+
+def valid_mobile(number: str | None) -> bool:
+    if not number:
+        return False
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(number, "US"))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: EventStore,
+        directory: PatientDirectory,
+        gateway: SmsGateway,
+        limiter: RateLimiter,
+        calendar: SendingCalendar,
+        clock: Clock,
+        footer: str,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.gateway = gateway
+        self.limiter = limiter
+        self.calendar = calendar
+        self.clock = clock
+        self.footer = footer
+
+    # -- entry point ---------------------------------------------------------------------
+    def handle(self, intents: Sequence[SendIntent]) -> DispatchStats:
+        """Process one batch. Raises only for infrastructure failure (then nothing is
+        committed on the bus and the batch comes back)."""
+        try:
+            return self._handle(intents)
+        except IntegrityError:
+            # Another dispatcher touched one of these communications (a rebalance overlap).
+            # Nothing of this batch was saved; redo it one intent at a time on fresh state.
+            stats = DispatchStats()
+            for intent in intents:
+                try:
+                    stats.add(self._handle([intent]))
+                except IntegrityError:
+                    stats.duplicates += 1
+            return stats
+
+    def _handle(self, intents: Sequence[SendIntent]) -> DispatchStats:
+        stats = DispatchStats()
+        now = self.clock.now()
+        comms = self._load_comms(intents, stats)
+        if not comms:
+            return stats
+        campaigns = self._load(Campaign, {c.campaign_id for _, c in comms})
+        contacts = self.directory.contacts([c.patient_id for _, c in comms])
+        changed: dict[UUID, Any] = {}
+        ready: list[_Job] = []
+        for intent, comm in comms:
+            campaign = campaigns.get(comm.campaign_id)
+            job = self._decide(intent, comm, campaign, contacts.get(comm.patient_id), now,
+                               stats, changed)
+            if job:
+                ready.append(job)
+        ready = self._apply_rate_cap(ready, now, stats, changed)
+        for job in ready:
+            if not job.reconcile:
+                job.comm.start_attempt(job.intent.attempt, now)
+                changed[job.comm.id] = job.comm
+        if changed:
+            self.store.save(*changed.values())  # "attempt started" is durable before any call
+        outcomes: dict[UUID, Any] = {}
+        for job in ready:
+            self._call(job, now, stats)
+            self._record(job, self.clock.now(), stats)
+            outcomes[job.comm.id] = job.comm
+        if outcomes:
+            self.store.save(*outcomes.values())
+        return stats
+
+    # -- steps ---------------------------------------------------------------------------
+    def _load_comms(
+        self, intents: Sequence[SendIntent], stats: DispatchStats
+    ) -> list[tuple[SendIntent, Communication]]:
+        found = self._load(Communication, {i.communication_id for i in intents})
+        result, seen = [], set()
+        for intent in intents:
+            comm = found.get(intent.communication_id)
+            key = (intent.communication_id, intent.attempt)
+            if comm is None or key in seen:
+                stats.duplicates += 1
+                continue
+            seen.add(key)
+            if comm.may_attempt(intent.attempt) or self._is_stale(comm, intent.attempt):
+                result.append((intent, comm))
+            else:
+                stats.duplicates += 1
+        return result
+
+    def _is_stale(self, comm: Communication, attempt: int) -> bool:
+        started = comm.attempt_started_at
+        return (
+            comm.awaiting_outcome and comm.attempts == attempt and started is not None
+            and self.clock.now() - started >= STALE_ATTEMPT
+        )
+
+    def _load(self, cls: type, ids: set[UUID]) -> dict[UUID, Any]:
+        out: dict[UUID, Any] = {}
+        for aggregate_id in ids:
+            try:
+                out[aggregate_id] = self.store.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                continue
+        return out
+
+    def _decide(
+        self,
+        intent: SendIntent,
+        comm: Communication,
+        campaign: Campaign | None,
+        contact: PatientContact | None,
+        now: datetime,
+        stats: DispatchStats,
+        changed: dict[UUID, Any],
+    ) -> _Job | None:
+        reconcile = comm.awaiting_outcome
+        if campaign is None or not campaign.is_active:
+            if campaign is not None and campaign.status == "Stopped" and comm.cancel(
+                now, "campaign stopped"
+            ):
+                changed[comm.id] = comm
+                stats.cancelled += 1
+            # An inactive campaign keeps its plan; re-activation reschedules it.
+            return None
+        if contact is None:
+            return self._skip(comm, now, SkipReason.UNKNOWN_PATIENT, stats, changed, reconcile)
+        if not contact.mobile:
+            return self._skip(comm, now, SkipReason.NO_MOBILE, stats, changed, reconcile)
+        if not valid_mobile(contact.mobile):
+            return self._skip(comm, now, SkipReason.INVALID_NUMBER, stats, changed, reconcile)
+        if self._opted_out(contact, now):
+            return self._skip(comm, now, SkipReason.OPTED_OUT, stats, changed, reconcile)
+        channel = Channel(comm.channel)
+        if not reconcile and not self.calendar.is_open(channel, now):
+            comm.defer(self.calendar.next_open(channel, now), "outside the communication window")
+            changed[comm.id] = comm
+            stats.deferred += 1
+            return None
+        body = compose(str(campaign.content.get("body", "")),
+                       str(campaign.content.get("footer", self.footer)))
+        return _Job(intent, comm, contact, campaign, body, reconcile=reconcile)
+
+    def _skip(
+        self, comm: Communication, now: datetime, reason: SkipReason, stats: DispatchStats,
+        changed: dict[UUID, Any], reconcile: bool,
+    ) -> None:
+        if reconcile:
+            return None  # an attempt may have gone: let the receipt or a later pass settle it
+        comm.skip(now, reason)
+        changed[comm.id] = comm
+        stats.skipped += 1
+        return None
+
+    def _opted_out(self, contact: PatientContact, now: datetime) -> bool:
+        assert contact.mobile is not None
+        try:
+            phone: PhoneOptOut = self.store.repository.get(phone_opt_out_id(contact.mobile))
+            if phone.stopped:
+                return True
+        except AggregateNotFoundError:
+            pass
+        try:
+            prefs: PatientPreferences = self.store.repository.get(
+                patient_preferences_id(contact.patient_id))
+        except AggregateNotFoundError:
+            return False
+        return prefs.blocks_campaign(Channel.TEXT, self.calendar.today(now))
+
+    def _apply_rate_cap(
+        self, jobs: list[_Job], now: datetime, stats: DispatchStats, changed: dict[UUID, Any]
+    ) -> list[_Job]:
+        by_campaign: dict[UUID, list[_Job]] = {}
+        for job in jobs:
+            by_campaign.setdefault(job.campaign.id, []).append(job)
+        admitted_jobs: list[_Job] = []
+        for campaign_id, group in by_campaign.items():
+            admitted, retry_at = self.limiter.reserve(
+                campaign_id, [(j.comm.id, j.intent.attempt) for j in group], now)
+            ok = set(admitted)
+            gap = spacing(self.limiter.per_hour)
+            waiting = 0
+            for job in group:
+                if (job.comm.id, job.intent.attempt) in ok:
+                    admitted_jobs.append(job)
+                elif not job.reconcile:
+                    # Spread the refused ones over the capacity as it frees up, in order,
+                    # instead of all retrying at the same instant.
+                    until = (retry_at or now) + gap * waiting
+                    job.comm.defer(self.calendar.next_open(Channel(job.comm.channel), until),
+                                   "campaign rate cap reached")
+                    changed[job.comm.id] = job.comm
+                    stats.deferred += 1
+                    waiting += 1
+        order = {id(j): n for n, j in enumerate(jobs)}
+        return sorted(admitted_jobs, key=lambda j: order[id(j)])
+
+    def _call(self, job: _Job, now: datetime, stats: DispatchStats) -> None:
+        message = OutboundText(to=str(job.contact.mobile), body=job.body,
+                               reference=f"{job.comm.id}:{job.intent.attempt}")
+        if job.reconcile:
+            since = job.comm.attempt_started_at or now
+            found = self.gateway.find_sent(message.to, message.body, since - timedelta(seconds=5))
+            if found is not None:
+                job.result = found
+                stats.reconciled += 1
+                return
+            if not self.calendar.is_open(Channel(job.comm.channel), now):
+                # It never went, and now is not the time: a transient failure, retried later.
+                job.result = SendResult.failed(
+                    "interrupted", "attempt interrupted before the provider call",
+                    FailureKind.TRANSIENT)
+                return
+        job.result = self.gateway.send(message)
+
+    def _record(self, job: _Job, at: datetime, stats: DispatchStats) -> None:
+        result = job.result
+        assert result is not None
+        comm, attempt = job.comm, job.intent.attempt
+        if result.accepted:
+            comm.accept(attempt, at, result.provider_ref)
+            stats.sent += 1
+            log.info("sent", communication=str(comm.id), attempt=attempt)
+            return
+        kind = result.kind or FailureKind.TRANSIENT
+        policy = POLICIES[Channel(comm.channel)]
+        next_at = policy.next_attempt_at(attempt, at, kind, str(comm.id))
+        if next_at is not None:
+            next_at = self.calendar.next_open(Channel(comm.channel), next_at)
+        comm.fail(attempt, at, result.error_message or "provider refused", result.error_code,
+                  kind, next_at, policy.max_attempts)
+        stats.failed += 1
+        log.info("attempt_failed", communication=str(comm.id), attempt=attempt,
+                 code=result.error_code, kind=str(kind))

@@ -1,0 +1,134 @@
+"""The scheduler: turns due communications into send-intents, and finished campaigns into
+Completed. It reads the communications read model (caught up first) and is idempotent:
+an intent already issued for (communication, attempt) is re-issued only when nothing came
+of it for a while (its dispatcher died, or the bus lost it)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError
+
+from application.ports import PatientDirectory
+from application.store import EventStore
+from bus.intents import IntentPublisher, SendIntent
+from domain.campaign import Campaign
+from domain.clock import Clock
+from projections.db import Database
+from projections.timefmt import iso, parse_iso
+
+log = structlog.get_logger("scheduler")
+
+DDL = """
+CREATE TABLE IF NOT EXISTS issued_intents (
+    communication_id TEXT NOT NULL, attempt INTEGER NOT NULL, due_at TEXT NOT NULL,
+    issued_at TEXT NOT NULL, PRIMARY KEY (communication_id, attempt)
+)
+"""
+
+def routing_key(mobile: str | None, patient_id: str) -> str:
+    """Same number → same key → same partition → in order. A hash: no PHI on the bus."""
+    return hashlib.sha256((mobile or f"patient:{patient_id}").encode()).hexdigest()[:32]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: Database,
+        store: EventStore,
+        directory: PatientDirectory,
+        publisher: IntentPublisher,
+        clock: Clock,
+        reissue_after: timedelta = timedelta(minutes=2),
+        batch: int = 2000,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.directory = directory
+        self.publisher = publisher
+        self.clock = clock
+        self.reissue_after = reissue_after
+        self.batch = batch
+        db.migrate(DDL)
+
+    def tick(self) -> int:
+        """Publish intents for every communication due now. Returns how many."""
+        now = self.clock.now()
+        rows = self.db.fetchall(
+            "SELECT m.communication_id, m.campaign_id, m.patient_id, m.attempts, m.status,"
+            " m.due_at FROM communications m JOIN campaigns c ON c.campaign_id = m.campaign_id"
+            " WHERE c.status = 'Pending' AND ("
+            "  (m.status IN ('Planned', 'Retry Pending') AND m.due_at <= ?)"
+            "  OR (m.status = 'Sending' AND m.updated_at <= ?))"
+            " ORDER BY m.due_at, m.sequence LIMIT ?",
+            (iso(now), iso(now - self.reissue_after), self.batch),
+        )
+        if not rows:
+            return 0
+        # An intent counts as in flight for (communication, attempt, due time): a deferred
+        # communication has a new due time and so gets a new intent when that time comes.
+        recent = {
+            (r[0], int(r[1]), r[2]) for r in self.db.fetchall(
+                "SELECT communication_id, attempt, due_at FROM issued_intents"
+                " WHERE issued_at > ?", (iso(now - self.reissue_after),))
+        }
+        contacts = self.directory.contacts([r[2] for r in rows])
+        intents: list[SendIntent] = []
+        issued: list[tuple[str, int, str, str | None]] = []
+        for comm_id, campaign_id, patient_id, attempts, status, due_at in rows:
+            attempt = int(attempts) if status == "Sending" else int(attempts) + 1
+            if (comm_id, attempt, due_at or "") in recent:
+                continue
+            issued.append((comm_id, attempt, due_at or "", iso(now)))
+            contact = contacts.get(patient_id)
+            intents.append(SendIntent(
+                communication_id=UUID(comm_id), campaign_id=UUID(campaign_id), attempt=attempt,
+                routing_key=routing_key(contact.mobile if contact else None, patient_id),
+                due_at=parse_iso(due_at) or now,
+            ))
+        if not intents:
+            return 0
+        self.publisher.publish(intents)
+        with self.db.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO issued_intents (communication_id, attempt, due_at, issued_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (communication_id, attempt)"
+                " DO UPDATE SET due_at = excluded.due_at, issued_at = excluded.issued_at",
+                issued,
+            )
+        log.info("intents_issued", count=len(intents))
+        return len(intents)
+
+    def next_due(self) -> datetime | None:
+        """The earliest instant something of an active campaign is due (for simulated time)."""
+        row = self.db.fetchone(
+            "SELECT MIN(m.due_at) FROM communications m JOIN campaigns c"
+            " ON c.campaign_id = m.campaign_id WHERE c.status = 'Pending'"
+            " AND m.status IN ('Planned', 'Retry Pending')")
+        return parse_iso(row[0]) if row and row[0] else None
+
+    def complete_finished(self) -> int:
+        """Mark Completed every active campaign whose communications have all ended."""
+        rows = self.db.fetchall(
+            "SELECT c.campaign_id,"
+            " SUM(CASE WHEN m.status IN ('Sent', 'Delivered') THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN m.status IN ('Unsuccessful', 'Skipped') THEN 1 ELSE 0 END)"
+            " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
+            " WHERE c.status = 'Pending' GROUP BY c.campaign_id, c.audience_size"
+            " HAVING SUM(CASE WHEN m.status IN ('Planned', 'Retry Pending', 'Sending')"
+            " THEN 1 ELSE 0 END) = 0 AND COUNT(*) >= c.audience_size")
+        done = 0
+        for campaign_id, delivered, unsuccessful in rows:
+            try:
+                campaign: Campaign = self.store.repository.get(UUID(campaign_id))
+            except AggregateNotFoundError:
+                continue
+            if campaign.is_active:
+                campaign.complete(now=self.clock.now(), delivered=int(delivered or 0),
+                                  unsuccessful=int(unsuccessful or 0))
+                self.store.save(campaign)
+                done += 1
+        return done
