@@ -14,7 +14,7 @@ from application.logging import configure_logging
 from application.ports import PatientDirectory
 from application.settings import Settings
 from application.store import EventStore, open_event_store
-from bus import follower
+from projections import runner as follower
 from domain.clock import Clock
 from gateways.simulator_sms import SimulatorSmsGateway
 from gateways.sms import SmsGateway

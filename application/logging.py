@@ -16,12 +16,15 @@ PHI_KEYS = frozenset({
     "home_phone", "to", "from", "from_number", "to_number", "email", "address", "body",
     "message", "dob", "date_of_birth", "content",
 })
-_PHONE = re.compile(r"\+?\d[\d\-\s().]{8,}\d")
+# E.164 (+ and 10-15 digits) or US style (555) 010-0100 / 555-010-0100 / 555.010.0100.
+_PHONE = re.compile(r"\+\d{10,15}\b|\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 
 
 def redact_phi(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict):
+        if key in ("timestamp", "level", "event_id"):
+            continue
         if key.lower() in PHI_KEYS:
             event_dict[key] = "[redacted]"
         elif isinstance(event_dict[key], str):

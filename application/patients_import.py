@@ -5,9 +5,10 @@ Memory stays bounded whatever the file size: rows are read with the csv module a
 `REPORTED_REJECTIONS` reasons are kept for the summary.
 
 Each chunk's valid rows are compared with the read model by row hash; only new or changed
-rows become a `PatientImport.RowsImported` event. The projection then catches up before the
-next chunk is compared, so a patient repeated later in the same file is compared with its
-own earlier row. Re-importing a file therefore records nothing.
+rows become a `PatientImport.RowsImported` event. Every `WINDOW_CHUNKS` chunks the events
+are saved together and the projection catches up; until then the hashes of rows recorded
+but not yet projected are remembered, so a patient repeated later in the same file is
+compared with its own earlier row. Re-importing a file therefore records nothing.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     kafka_topic_prefix: str = "outreach"
     kafka_intent_partitions: int = 6
+    kafka_session_timeout_ms: int = 6000  # a dead dispatcher's partitions move after this
 
     organisation: str = "Total Healthcare"
     timezone: str = "America/Chicago"

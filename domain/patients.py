@@ -328,9 +328,13 @@ class PatientImport(Aggregate):
         self.chunks += 1
         self.rows_recorded += len(rows)
 
+    def finish(self, rows: int, new: int, updated: int, unchanged: int, rejected: int,
+               finished_at: datetime) -> None:
+        self._finished(self.kind, rows, new, updated, unchanged, rejected, finished_at)
+
     @event("Finished")
-    def finish(
-        self, rows: int, new: int, updated: int, unchanged: int, rejected: int,
+    def _finished(
+        self, kind: str, rows: int, new: int, updated: int, unchanged: int, rejected: int,
         finished_at: datetime,
     ) -> None:
         self.finished = True

@@ -393,6 +393,15 @@ WRITERS = {
     ImportKind.BILLING: write_billing,
 }
 
+KIND_TABLES = {
+    ImportKind.PATIENTS: ("patients", "patient_groups"),
+    ImportKind.APPOINTMENTS: ("appointments", "patients"),
+    ImportKind.PROVIDERS: ("providers", "provider_groups", "patients"),
+    ImportKind.CARE_GAPS: ("care_gaps", "patients"),
+    ImportKind.CONDITIONS: ("conditions",),
+    ImportKind.BILLING: ("billing", "patients"),
+}
+
 # How the import finds what the read model already holds: lookup column, key columns.
 KEY_QUERIES = {
     ImportKind.PATIENTS: ("SELECT patient_id, row_hash FROM patients", "patient_id"),
@@ -421,7 +430,7 @@ def existing_hashes(tx: Tx, kind: ImportKind, lookup_values: Iterable[str]
 
 class PatientsProjection(Projection):
     name = "patients"
-    topics = (get_topic(PatientImport.RowsImported),)
+    topics = (get_topic(PatientImport.RowsImported), "domain.patients:PatientImport.Finished")
     batch_size = 20  # each event carries up to 1,000 rows: keep a transaction's memory small
 
     def ddl(self) -> str:
@@ -435,6 +444,13 @@ class PatientsProjection(Projection):
         if isinstance(event, PatientImport.RowsImported):
             kind = ImportKind(event.kind)
             WRITERS[kind](tx, _records(kind, event.columns, event.rows))
+        elif type(event).__qualname__ == "PatientImport.Finished" and _postgres_connection(tx):
+            # A bulk load leaves PostgreSQL's planner statistics stale (autovacuum analyses
+            # late, or never on some servers), and the next import's lookups then scan
+            # whole tables. ANALYZE is allowed inside a transaction and samples, so it is
+            # cheap even for a million rows.
+            for table in KIND_TABLES[ImportKind(event.kind)]:
+                tx.execute(f"ANALYZE {table}")
 
     def write(self, tx: Tx, kind: ImportKind, records: Sequence[Record]) -> None:
         """Write canonical records directly (tests and tools that bypass the event log)."""

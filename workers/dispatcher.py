@@ -144,6 +144,8 @@ class Dispatcher:
         outcomes: dict[UUID, Any] = {}
         for job in ready:
             self._call(job, now, stats)
+            if job.result is None:
+                continue  # could not learn whether it went: leave it for a later pass
             self._record(job, self.clock.now(), stats)
             outcomes[job.comm.id] = job.comm
         if outcomes:
@@ -281,7 +283,12 @@ class Dispatcher:
                                reference=f"{job.comm.id}:{job.intent.attempt}")
         if job.reconcile:
             since = job.comm.attempt_started_at or now
-            found = self.gateway.find_sent(message.to, message.body, since - timedelta(seconds=5))
+            try:
+                found = self.gateway.find_sent(message.to, message.body,
+                                               since - timedelta(seconds=5))
+            except ConnectionError:
+                log.warning("reconcile_unavailable", communication=str(job.comm.id))
+                return
             if found is not None:
                 job.result = found
                 stats.reconciled += 1

@@ -1,0 +1,228 @@
+"""Operations commands: the demo, workers, opt-outs, the event history for audits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from api.cli import app, console, fail, optout_app, outreach, parse_date, worker_app
+from application.clock import SimulatedClock, SystemClock
+from application.settings import Settings
+from domain.channels import Channel
+from domain.preferences import Duration, OptOutType, PatientPreferences, patient_preferences_id
+
+
+# -- workers -----------------------------------------------------------------------------
+@worker_app.command("dispatch")
+def worker_dispatch(
+    group: Annotated[str, typer.Option(help="Consumer group shared by all dispatchers.")]
+    = "outreach-dispatchers",
+) -> None:
+    """Consume send-intents from Kafka (start several: they split the partitions)."""
+    from workers.processes import dispatch_forever
+
+    with outreach() as o:
+        dispatch_forever(o, group)
+
+
+@worker_app.command("relay")
+def worker_relay() -> None:
+    """Publish every stored event to Kafka (at least once, keyed by aggregate id)."""
+    from workers.processes import relay_forever
+
+    with outreach() as o:
+        relay_forever(o)
+
+
+@worker_app.command("schedule")
+def worker_schedule(interval: Annotated[float, typer.Option()] = 1.0) -> None:
+    """Projections and scheduler only (publishes send-intents to Kafka)."""
+    from workers.processes import schedule_forever
+
+    with outreach() as o:
+        schedule_forever(o, interval)
+
+
+# -- opt-outs ----------------------------------------------------------------------------
+@optout_app.command("add")
+def optout_add(
+    patient_id: str,
+    type_: Annotated[str, typer.Option("--type", help="Global, 'Health Reminders - Text', "
+                                       "'All Text', …")],
+    reason: Annotated[str, typer.Option(help="Why (from the patient).")],
+    until: Annotated[str | None, typer.Option(help="Last day YYYY-MM-DD.")] = None,
+    days: Annotated[int | None, typer.Option(help="Number of days.")] = None,
+    comment: Annotated[str, typer.Option()] = "",
+    protocol: Annotated[str, typer.Option(help="For --type Protocol: e.g. Diabetes.")] = "",
+) -> None:
+    """Opt a patient out (permanent unless --until or --days)."""
+    try:
+        kind = OptOutType(type_)
+    except ValueError:
+        fail(f"unknown opt-out type {type_!r}; valid: {', '.join(t.value for t in OptOutType)}")
+        raise
+    with outreach() as o:
+        now = o.clock.now()
+        try:
+            prefs: PatientPreferences = o.store.repository.get(patient_preferences_id(patient_id))
+        except Exception:  # noqa: BLE001 - not found: first opt-out of this patient
+            prefs = PatientPreferences(patient_id=patient_id)
+        prefs.opt_out(kind, Duration(until=parse_date(until), days=days),
+                      o.settings.calendar.today(now), now, reason, comment, o.settings.user,
+                      protocol)
+        o.store.save(prefs)
+        console.print(f"patient {patient_id} opted out: {kind}")
+
+
+@optout_app.command("remove")
+def optout_remove(patient_id: str, types: Annotated[list[str], typer.Option("--type")]) -> None:
+    """Restore communications: remove the given current opt-outs."""
+    with outreach() as o:
+        try:
+            prefs: PatientPreferences = o.store.repository.get(patient_preferences_id(patient_id))
+        except Exception:  # noqa: BLE001
+            fail(f"patient {patient_id} has no opt-outs")
+            raise
+        prefs.restore(types, o.clock.now(), o.settings.user)
+        o.store.save(prefs)
+        console.print(f"patient {patient_id}: removed {', '.join(types)}")
+
+
+# -- audits ------------------------------------------------------------------------------
+@app.command("events")
+def events(
+    after: Annotated[int, typer.Option(help="Start after this position.")] = 0,
+    limit: Annotated[int, typer.Option()] = 1000,
+) -> None:
+    """Replay the stored event history as JSON lines (the Kafka wire format)."""
+    from bus.wire import encode_event
+
+    with outreach() as o:
+        for n in o.store.recorder.select_notifications(start=after, limit=limit,
+                                                       inclusive_of_start=False):
+            sys.stdout.write(encode_event(o.store.mapper.to_domain_event(n), n.id).decode()
+                             + "\n")
+
+
+# -- the demo ----------------------------------------------------------------------------
+def demo_evening(settings: Settings, today: date) -> datetime:
+    """19:00 on the next sending day that is followed by another sending day, so the demo
+    campaign fills that evening's window and resumes the next morning."""
+    cal = settings.calendar
+    day = cal.next_sending_day(today + timedelta(days=1))
+    while not cal.is_sending_day(day + timedelta(days=1)):
+        day = cal.next_sending_day(day + timedelta(days=1))
+    return datetime.combine(day, time(19, 0), cal.timezone)
+
+
+@app.command("demo")
+def demo(
+    patients: Annotated[int, typer.Option(help="Synthetic patients to generate.")] = 2000,
+    seed: Annotated[int, typer.Option()] = 7,
+    folder: Annotated[Path, typer.Option(help="Where the demo keeps its data.")]
+    = Path("var/demo"),
+) -> None:
+    """Generate patients, build a list from a saved view, activate a text campaign and run
+    it under the simulated clock across two sending days; then print the report."""
+    from domain.keywords import Keyword
+    from domain.lists import ListQuery, parse_condition
+    from workers.runner import EmbeddedRunner
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    settings = Settings(database_url=f"sqlite:///{folder}/outreach.db",
+                        simulator_failure_rate=0.03, log_level="WARNING")
+    start = demo_evening(settings, settings.calendar.today(SystemClock().now()))
+    clock = SimulatedClock(start.replace(hour=9))
+    with outreach(settings=settings, clock=clock) as o:
+        console.rule("1. Patient data")
+        from application.synthetic import write_dataset
+
+        files = write_dataset(folder / "data", patients, seed, o.settings.calendar.today(
+            clock.now()))
+        for kind, path in files.items():
+            s = o.patients.import_file(kind, path, folder / "rejects")
+            console.print(f"  {kind:<13} accepted {s.accepted:>6}  rejected {s.rejected:>3}"
+                          + (f"  (see {s.rejects_file})" if s.rejects_file else ""))
+        console.rule("2. A list from a saved view")
+        query = ListQuery(filters=(
+            parse_condition("Patient Status", "is equal to", "Active"),
+            parse_condition("Phone (M)", "is not empty"),
+        ))
+        view = o.patients.save_view(o.settings.user, "Demo: active with a mobile", query)
+        audience = o.patients.audience_from(o.patients.find_view(o.settings.user, view.name)
+                                            .query, Channel.TEXT)
+        console.print(f"  view {view.name!r}: {audience.selected} patients; removed "
+                      f"{audience.removed_inactive} inactive and "
+                      f"{audience.removed_appointment_reminders_only} appointment-reminders-only;"
+                      f" {audience.lacking_contact} without a mobile; {audience.size} to text")
+        console.rule("3. The campaign")
+        clock.advance_to(start)
+        cid = o.campaigns.create(
+            name="Flu shots 2026", description="Flu vaccine now available; book a visit",
+            body="Total Healthcare: flu shots are now available. Call (555) 010-0100 to book.",
+            help_number="(555) 010-0100", audience=list(audience.patient_ids), active=True)
+        console.print(f"  activated at {clock.now().astimezone(settings.calendar.timezone):%A %H:%M %Z}"
+                      f": {audience.size} communications planned, 1,000 per hour at most")
+        console.rule("4. Sending (simulated clock)")
+        runner = EmbeddedRunner(o)
+        stop_number = next(c.mobile for c in o.directory.contacts(
+            list(audience.patient_ids[-5:])).values() if c.mobile)
+        end = datetime.combine(start.date() + timedelta(days=2), time(0), start.tzinfo)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=console, transient=False) as bar:
+            task = bar.add_task("communications", total=audience.size)
+
+            def show(p: object) -> None:
+                bar.update(task, completed=getattr(p, "completed", 0), description=(
+                    f"{clock.now().astimezone(settings.calendar.timezone):%a %H:%M}"))
+
+            runner.run_simulated(start + timedelta(minutes=30), show)
+            from domain.inbound import InboundText
+
+            o.inbound.on_text(InboundText("SMdemoSTOP", stop_number, "", Keyword.STOP.value,
+                                          clock.now()))
+            runner.run_simulated(end.astimezone(UTC), show)
+        console.rule("5. Report")
+        _print_demo_report(o, cid)
+
+
+def _print_demo_report(o: object, cid: object) -> None:
+    from application.bootstrap import Outreach
+
+    assert isinstance(o, Outreach)
+    rows = o.campaigns.report(cid)  # type: ignore[arg-type]
+    for row in o.campaigns.campaigns():
+        console.print(f"  {row.name}: {row.status}, {row.progress}")
+    counts = Counter((r.status, r.reason or r.last_outcome) for r in rows)
+    table = Table(title="Outcomes")
+    table.add_column("status")
+    table.add_column("reason / last outcome")
+    table.add_column("patients", justify="right")
+    for (status, reason), n in counts.most_common():
+        table.add_row(status, reason, str(n))
+    console.print(table)
+    tz = o.settings.calendar.timezone
+    sent = o.db.fetchall(
+        "SELECT m.sequence, MIN(l.sent_at) FROM send_ledger l JOIN communications m"
+        " ON m.communication_id = l.communication_id WHERE m.campaign_id = ?"
+        " GROUP BY m.sequence ORDER BY MIN(l.sent_at)", (str(cid),))
+    by_day: dict[date, list[tuple[int, datetime]]] = {}
+    for seq, at in sent:
+        local = datetime.fromisoformat(at).astimezone(tz)
+        by_day.setdefault(local.date(), []).append((int(seq) + 1, local))
+    for day, items in by_day.items():
+        first, last = items[0], items[-1]
+        console.print(f"  {day:%A}: {len(items)} first attempts, patient #{first[0]} at "
+                      f"{first[1]:%H:%M:%S} … patient #{last[0]} at {last[1]:%H:%M:%S}")
+    console.print("  Full report: outreach campaign report "
+                  f"{str(cid)[:8]}  (with OUTREACH_DATABASE_URL=sqlite:///var/demo/outreach.db)")
