@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = "outreach"
     kafka_intent_partitions: int = 6
     kafka_session_timeout_ms: int = 6000  # a dead dispatcher's partitions move after this
+    # An attempt started this long ago without an outcome belongs to a dead dispatcher and is
+    # reconciled with the provider; an intent with nothing come of it is re-issued after this.
+    stale_attempt_seconds: float = Field(default=60.0, gt=0)
+    reissue_after_seconds: float = Field(default=120.0, gt=0)
 
     organisation: str = "Total Healthcare"
     timezone: str = "America/Chicago"

@@ -43,8 +43,6 @@ from workers.ratelimit import RateLimiter
 
 log = structlog.get_logger("dispatcher")
 
-#: an attempt started this long ago without an outcome belongs to a dead dispatcher
-STALE_ATTEMPT = timedelta(seconds=60)
 
 
 @dataclass
@@ -92,6 +90,7 @@ class Dispatcher:
         calendar: SendingCalendar,
         clock: Clock,
         footer: str,
+        stale_attempt: timedelta = timedelta(seconds=60),
     ) -> None:
         self.store = store
         self.directory = directory
@@ -100,6 +99,8 @@ class Dispatcher:
         self.calendar = calendar
         self.clock = clock
         self.footer = footer
+        #: an attempt started this long ago without an outcome belongs to a dead dispatcher
+        self.stale_attempt = stale_attempt
 
     # -- entry point ---------------------------------------------------------------------
     def handle(self, intents: Sequence[SendIntent]) -> DispatchStats:
@@ -175,7 +176,7 @@ class Dispatcher:
         started = comm.attempt_started_at
         return (
             comm.awaiting_outcome and comm.attempts == attempt and started is not None
-            and self.clock.now() - started >= STALE_ATTEMPT
+            and self.clock.now() - started >= self.stale_attempt
         )
 
     def _load(self, cls: type, ids: set[UUID]) -> dict[UUID, Any]:

@@ -24,11 +24,13 @@ def make_dispatcher(outreach: Outreach) -> Dispatcher:
         store=outreach.store, directory=outreach.directory, gateway=outreach.gateway,
         limiter=outreach.limiter, calendar=outreach.settings.calendar, clock=outreach.clock,
         footer=outreach.settings.text_footer,
+        stale_attempt=timedelta(seconds=outreach.settings.stale_attempt_seconds),
     )
 
 
 def make_scheduler(outreach: Outreach, publisher: IntentPublisher) -> Scheduler:
-    return Scheduler(outreach.db, outreach.store, outreach.directory, publisher, outreach.clock)
+    return Scheduler(outreach.db, outreach.store, outreach.directory, publisher, outreach.clock,
+                     reissue_after=timedelta(seconds=outreach.settings.reissue_after_seconds))
 
 
 def drain(dispatcher: Dispatcher, consumer: IntentConsumer, stats: DispatchStats,
