@@ -11,6 +11,7 @@ from application.campaigns import CampaignService
 from application.clock import SystemClock
 from application.inbound_service import InboundService
 from application.logging import configure_logging
+from application.patients import PatientService
 from application.ports import PatientDirectory
 from application.settings import Settings
 from application.store import EventStore, open_event_store
@@ -51,7 +52,7 @@ class Outreach:
     limiter: RateLimiter
     campaigns: CampaignService
     inbound: InboundService
-    patients: Any = None  # application.patients.PatientService
+    patients: PatientService
     projections: list[Projection] = field(default_factory=list)
 
     def catch_up(self) -> int:
@@ -80,16 +81,10 @@ def build(
     store = open_event_store(settings)
     db = open_database(settings.database_url)
     projections: list[Projection] = [CampaignProjection(), PreferencesProjection()]
-    patients = None
-    try:  # TEMPORARY until application.patients lands
-        from application.patients import PatientService
-
-        patients = PatientService(store, db, clock, settings)
-        projections = [*patients.projections, *projections]
-        if directory is None:
-            directory = patients.directory()
-    except ImportError:
-        assert directory is not None
+    patients = PatientService(store, db, clock, settings)
+    projections = [*patients.projections, *projections]
+    if directory is None:
+        directory = patients.directory()
     follower.prepare(db, projections)
     gateway = gateway or build_gateway(settings, clock)
     holder: list[Outreach] = []

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # reconciled with the provider; an intent with nothing come of it is re-issued after this.
     stale_attempt_seconds: float = Field(default=60.0, gt=0)
     reissue_after_seconds: float = Field(default=120.0, gt=0)
+    # A campaign completes this long after its last communication ended, so a delivery
+    # failure reported soon after the send can still be retried.
+    receipt_grace_seconds: float = Field(default=600.0, ge=0)
 
     organisation: str = "Total Healthcare"
     timezone: str = "America/Chicago"

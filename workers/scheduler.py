@@ -43,6 +43,7 @@ class Scheduler:
         publisher: IntentPublisher,
         clock: Clock,
         reissue_after: timedelta = timedelta(minutes=2),
+        receipt_grace: timedelta = timedelta(minutes=10),
         batch: int = 2000,
     ) -> None:
         self.db = db
@@ -51,6 +52,9 @@ class Scheduler:
         self.publisher = publisher
         self.clock = clock
         self.reissue_after = reissue_after
+        #: a campaign completes only this long after its last change, so a delivery
+        #: failure reported soon after the send can still get another attempt
+        self.receipt_grace = receipt_grace
         self.batch = batch
         db.migrate(DDL)
 
@@ -105,10 +109,22 @@ class Scheduler:
     def next_due(self) -> datetime | None:
         """The earliest instant something of an active campaign is due (for simulated time)."""
         row = self.db.fetchone(
-            "SELECT MIN(m.due_at) FROM communications m JOIN campaigns c"
+            "SELECT MIN(CASE WHEN m.status = 'Sending' THEN NULL ELSE m.due_at END),"
+            " MIN(CASE WHEN m.status = 'Sending' THEN m.updated_at ELSE NULL END)"
+            " FROM communications m JOIN campaigns c"
             " ON c.campaign_id = m.campaign_id WHERE c.status = 'Pending'"
-            " AND m.status IN ('Planned', 'Retry Pending')")
-        return parse_iso(row[0]) if row and row[0] else None
+            " AND m.status IN ('Planned', 'Retry Pending', 'Sending')")
+        due, stuck = (parse_iso(row[0]), parse_iso(row[1])) if row else (None, None)
+        # An attempt left without an outcome is due again when its intent may be re-issued.
+        candidates = [t for t in (due, stuck + self.reissue_after if stuck else None) if t]
+        finished = self.db.fetchone(
+            "SELECT MIN(last_change) FROM (SELECT MAX(m.updated_at) AS last_change"
+            " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
+            " WHERE c.status = 'Pending' GROUP BY c.campaign_id HAVING SUM(CASE WHEN"
+            " m.status IN ('Planned', 'Retry Pending', 'Sending') THEN 1 ELSE 0 END) = 0) f")
+        if finished and finished[0]:
+            candidates.append(parse_iso(finished[0]) + self.receipt_grace)  # type: ignore[operator]
+        return min(candidates) if candidates else None
 
     def complete_finished(self) -> int:
         """Mark Completed every active campaign whose communications have all ended."""
@@ -119,7 +135,8 @@ class Scheduler:
             " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
             " WHERE c.status = 'Pending' GROUP BY c.campaign_id, c.audience_size"
             " HAVING SUM(CASE WHEN m.status IN ('Planned', 'Retry Pending', 'Sending')"
-            " THEN 1 ELSE 0 END) = 0 AND COUNT(*) >= c.audience_size")
+            " THEN 1 ELSE 0 END) = 0 AND COUNT(*) >= c.audience_size"
+            " AND MAX(m.updated_at) <= ?", (iso(self.clock.now() - self.receipt_grace),))
         done = 0
         for campaign_id, delivered, unsuccessful in rows:
             try:
