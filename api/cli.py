@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.table import Table
 
 from application.bootstrap import Outreach, build
-from application.settings import Settings
 from domain.errors import DomainError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from collections import Counter
@@ -171,8 +170,9 @@ def demo(
             name="Flu shots 2026", description="Flu vaccine now available; book a visit",
             body="Total Healthcare: flu shots are now available. Call (555) 010-0100 to book.",
             help_number="(555) 010-0100", audience=list(audience.patient_ids), active=True)
-        console.print(f"  activated at {clock.now().astimezone(settings.calendar.timezone):%A %H:%M %Z}"
-                      f": {audience.size} communications planned, 1,000 per hour at most")
+        local_now = clock.now().astimezone(settings.calendar.timezone)
+        console.print(f"  activated at {local_now:%A %H:%M %Z}: {audience.size} "
+                      "communications planned, 1,000 per hour at most")
         console.rule("4. Sending (simulated clock)")
         runner = EmbeddedRunner(o)
         stop_number = next(c.mobile for c in o.directory.contacts(

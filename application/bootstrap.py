@@ -5,7 +5,6 @@ at import time: `build()` opens the connections."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from application.campaigns import CampaignService
 from application.clock import SystemClock
@@ -15,10 +14,10 @@ from application.patients import PatientService
 from application.ports import PatientDirectory
 from application.settings import Settings
 from application.store import EventStore, open_event_store
-from projections import runner as follower
 from domain.clock import Clock
 from gateways.simulator_sms import SimulatorSmsGateway
 from gateways.sms import SmsGateway
+from projections import runner as follower
 from projections.base import Projection
 from projections.campaigns import CampaignProjection
 from projections.db import Database, open_database

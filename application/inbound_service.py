@@ -17,6 +17,7 @@ from application.inbound import InboundHandler
 from application.settings import Settings
 from application.store import EventStore
 from domain.campaign import Campaign
+from domain.channels import Channel
 from domain.clock import Clock
 from domain.communication import CommStatus, Communication
 from domain.inbound import DeliveryReceipt, InboundText
@@ -24,7 +25,6 @@ from domain.keywords import Keyword, classify
 from domain.preferences import PhoneOptOut, phone_opt_out_id
 from domain.replies import InboundMessage, inbound_message_id
 from domain.retry import POLICIES, FailureKind
-from domain.channels import Channel
 from gateways import twilio_errors
 from projections.db import Database
 

@@ -180,7 +180,8 @@ class Campaign(Aggregate):
             if start < calendar.today(now):
                 raise CampaignRuleViolation(f"the start date {start} is in the past")
             fields["requested_start"] = start.isoformat()
-            fields["start_date"] = calendar.next_sending_day(start, Channel(self.channel)).isoformat()
+            channel = Channel(self.channel)
+            fields["start_date"] = calendar.next_sending_day(start, channel).isoformat()
         if not fields:
             raise CampaignRuleViolation("nothing to change")
         self._edited(changes=fields, at=now)

@@ -62,7 +62,6 @@ def next_free(sent: Sequence[datetime], at: datetime, per_hour: int) -> datetime
     """The earliest instant ≥ `at` at which `admits` becomes true again."""
     if admits(sent, at, per_hour):
         return at
-    lo = bisect_right(sent, at - HOUR)
     hi = bisect_right(sent, at)
     # The window holds sent[lo:hi]; once sent[hi - per_hour] leaves it, there is room.
     oldest_to_leave = sent[hi - per_hour]

@@ -152,14 +152,14 @@ class PatientPreferences(Aggregate):
         last = duration.last_day(today)
         check_duration(kind, last)
         self._opted_out(
-            patient_id=self.patient_id, type=str(kind), protocol=protocol, last_day=last.isoformat() if last else None,
-            reason=reason, comment=comment, by=by, at=at,
+            patient_id=self.patient_id, type=str(kind), protocol=protocol,
+            last_day=last.isoformat() if last else None, reason=reason, comment=comment, by=by, at=at,
         )
 
     @event("OptedOut")
     def _opted_out(
-        self, patient_id: str, type: str, protocol: str, last_day: str | None, reason: str, comment: str,
-        by: str, at: datetime,
+        self, patient_id: str, type: str, protocol: str, last_day: str | None, reason: str,
+        comment: str, by: str, at: datetime,
     ) -> None:
         key = f"{type}:{protocol}" if protocol else type
         self.opt_outs[key] = last_day
@@ -168,7 +168,8 @@ class PatientPreferences(Aggregate):
         missing = [k for k in kinds if k not in self.opt_outs]
         if missing:
             raise OptOutRuleViolation(f"no current opt-out of type {', '.join(missing)}")
-        self._restored(patient_id=self.patient_id, types=list(kinds), at=at, by=by)
+        self._restored(patient_id=self.patient_id, types=list(kinds), at=at,
+                       by=by)
 
     @event("OptOutsRemoved")
     def _restored(self, patient_id: str, types: list[str], at: datetime, by: str) -> None:

@@ -34,8 +34,13 @@ from domain.campaign import Campaign
 from domain.channels import Channel
 from domain.clock import Clock
 from domain.communication import Communication, SkipReason
-from domain.preferences import PatientPreferences, PhoneOptOut, patient_preferences_id, phone_opt_out_id
 from domain.pacing import spacing
+from domain.preferences import (
+    PatientPreferences,
+    PhoneOptOut,
+    patient_preferences_id,
+    phone_opt_out_id,
+)
 from domain.retry import POLICIES, FailureKind
 from domain.sms import compose
 from gateways.sms import OutboundText, SendResult, SmsGateway
@@ -208,13 +213,17 @@ class Dispatcher:
             # An inactive campaign keeps its plan; re-activation reschedules it.
             return None
         if contact is None:
-            return self._skip(comm, now, SkipReason.UNKNOWN_PATIENT, stats, changed, reconcile)
+            self._skip(comm, now, SkipReason.UNKNOWN_PATIENT, stats, changed, reconcile)
+            return None
         if not contact.mobile:
-            return self._skip(comm, now, SkipReason.NO_MOBILE, stats, changed, reconcile)
+            self._skip(comm, now, SkipReason.NO_MOBILE, stats, changed, reconcile)
+            return None
         if not valid_mobile(contact.mobile):
-            return self._skip(comm, now, SkipReason.INVALID_NUMBER, stats, changed, reconcile)
+            self._skip(comm, now, SkipReason.INVALID_NUMBER, stats, changed, reconcile)
+            return None
         if self._opted_out(contact, now):
-            return self._skip(comm, now, SkipReason.OPTED_OUT, stats, changed, reconcile)
+            self._skip(comm, now, SkipReason.OPTED_OUT, stats, changed, reconcile)
+            return None
         channel = Channel(comm.channel)
         if not reconcile and not self.calendar.is_open(channel, now):
             comm.defer(self.calendar.next_open(channel, now), "outside the communication window")
@@ -230,11 +239,10 @@ class Dispatcher:
         changed: dict[UUID, Any], reconcile: bool,
     ) -> None:
         if reconcile:
-            return None  # an attempt may have gone: let the receipt or a later pass settle it
+            return  # an attempt may have gone: let the receipt or a later pass settle it
         comm.skip(now, reason)
         changed[comm.id] = comm
         stats.skipped += 1
-        return None
 
     def _opted_out(self, contact: PatientContact, now: datetime) -> bool:
         assert contact.mobile is not None

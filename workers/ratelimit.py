@@ -57,7 +57,7 @@ class RateLimiter:
             )
             already = {(r[0], int(r[1])) for r in rows}
             sent = [t for t in (parse_iso(r[2]) for r in rows) if t is not None]
-            new_rows = []
+            new_rows: list[tuple[str, str, int, str | None]] = []
             for comm_id, attempt in sends:
                 if (str(comm_id), attempt) in already:
                     admitted.append((comm_id, attempt))

@@ -13,7 +13,7 @@ import structlog
 from application.bootstrap import Outreach
 from application.clock import SimulatedClock
 from bus.intents import InMemoryIntentBus, IntentConsumer, IntentPublisher
-from workers.dispatcher import DispatchStats, Dispatcher
+from workers.dispatcher import Dispatcher, DispatchStats
 from workers.scheduler import Scheduler
 
 log = structlog.get_logger("runner")

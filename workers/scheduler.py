@@ -122,8 +122,9 @@ class Scheduler:
             " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
             " WHERE c.status = 'Pending' GROUP BY c.campaign_id HAVING SUM(CASE WHEN"
             " m.status IN ('Planned', 'Retry Pending', 'Sending') THEN 1 ELSE 0 END) = 0) f")
-        if finished and finished[0]:
-            candidates.append(parse_iso(finished[0]) + self.receipt_grace)  # type: ignore[operator]
+        last_change = parse_iso(finished[0]) if finished else None
+        if last_change is not None:
+            candidates.append(last_change + self.receipt_grace)
         return min(candidates) if candidates else None
 
     def complete_finished(self) -> int:
