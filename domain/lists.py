@@ -76,14 +76,14 @@ class Field:
     type: ValueType
     aliases: tuple[str, ...] = ()
     appointment_only: bool = False
-    actions: tuple[Action, ...] = ()  # empty: the type's actions; a column-only field: none
+    actions: tuple[Action, ...] | None = None  # None: the type's; () a column, not a filter
     sortable: bool = True
     phone: bool = False  # values compared as national digits (what staff type)
     limits: tuple[int, int] = (0, 100_000)  # for numbers
 
     @property
     def valid_actions(self) -> tuple[Action, ...]:
-        if self.actions:
+        if self.actions is not None:
             return self.actions
         return {
             ValueType.TEXT: TEXT_ACTIONS, ValueType.MULTI: TEXT_ACTIONS,
