@@ -57,6 +57,11 @@ class RateLimiter:
             )
             already = {(r[0], int(r[1])) for r in rows}
             sent = [t for t in (parse_iso(r[2]) for r in rows) if t is not None]
+            # Dispatchers' clocks differ a little: never record a send before the latest one
+            # already in the ledger, so the ledger's times only grow and the sliding-window
+            # arithmetic (proved for growing times) holds across processes.
+            if sent and sent[-1] > at:
+                at = sent[-1]
             new_rows: list[tuple[str, str, int, str | None]] = []
             for comm_id, attempt in sends:
                 if (str(comm_id), attempt) in already:
