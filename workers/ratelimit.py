@@ -84,6 +84,21 @@ class RateLimiter:
             )
         return admitted, retry_at
 
+    def room(self, campaign_id: UUID, at: datetime) -> tuple[int, datetime | None]:
+        """How many more sends the campaign may make at `at`, and when room frees up if none.
+        A read without the lock: the scheduler uses it to avoid issuing intents the
+        dispatchers would only have to defer; `reserve` remains the rule."""
+        rows = self.db.fetchall(
+            "SELECT sent_at FROM send_ledger WHERE campaign_id = ? AND sent_at > ?"
+            " ORDER BY sent_at", (str(campaign_id), iso(at - HOUR)))
+        sent = [t for t in (parse_iso(r[0]) for r in rows) if t is not None]
+        if sent and sent[-1] > at:
+            at = sent[-1]
+        used = sum(1 for t in sent if t > at - HOUR)
+        if used < self.per_hour:
+            return self.per_hour - used, None
+        return 0, next_free(sent, at, self.per_hour)
+
     def sends_between(self, campaign_id: UUID, start: datetime, end: datetime) -> int:
         row = self.db.fetchone(
             "SELECT COUNT(*) FROM send_ledger WHERE campaign_id = ? AND sent_at >= ?"

@@ -30,7 +30,7 @@ def make_dispatcher(outreach: Outreach) -> Dispatcher:
 
 def make_scheduler(outreach: Outreach, publisher: IntentPublisher) -> Scheduler:
     return Scheduler(outreach.db, outreach.store, outreach.directory, publisher, outreach.clock,
-                     reissue_after=timedelta(seconds=outreach.settings.reissue_after_seconds),
+                     limiter=outreach.limiter, reissue_after=timedelta(seconds=outreach.settings.reissue_after_seconds),
                      receipt_grace=timedelta(seconds=outreach.settings.receipt_grace_seconds))
 
 

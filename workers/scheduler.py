@@ -18,6 +18,7 @@ from bus.intents import IntentPublisher, SendIntent
 from domain.campaign import Campaign
 from domain.clock import Clock
 from projections.db import Database
+from workers.ratelimit import RateLimiter
 from projections.timefmt import iso, parse_iso
 
 log = structlog.get_logger("scheduler")
@@ -42,6 +43,7 @@ class Scheduler:
         directory: PatientDirectory,
         publisher: IntentPublisher,
         clock: Clock,
+        limiter: RateLimiter | None = None,
         reissue_after: timedelta = timedelta(minutes=2),
         receipt_grace: timedelta = timedelta(minutes=10),
         batch: int = 2000,
@@ -51,6 +53,9 @@ class Scheduler:
         self.directory = directory
         self.publisher = publisher
         self.clock = clock
+        self.limiter = limiter
+        #: campaigns at their rate cap → when the cap frees up (from the last tick)
+        self.blocked_until: dict[str, datetime] = {}
         self.reissue_after = reissue_after
         #: a campaign completes only this long after its last change, so a delivery
         #: failure reported soon after the send can still get another attempt
@@ -82,9 +87,14 @@ class Scheduler:
         contacts = self.directory.contacts([r[2] for r in rows])
         intents: list[SendIntent] = []
         issued: list[tuple[str, int, str, str | None]] = []
+        room: dict[str, int] = {}
+        self.blocked_until = {}
         for comm_id, campaign_id, patient_id, attempts, status, due_at in rows:
             attempt = int(attempts) if status == "Sending" else int(attempts) + 1
-            if (comm_id, attempt, due_at or "") in recent:
+            in_flight = (comm_id, attempt, due_at or "") in recent
+            if status != "Sending" and not self._has_room(campaign_id, now, room):
+                continue  # over the cap this hour: wait, in order, instead of deferring
+            if in_flight:
                 continue
             issued.append((comm_id, attempt, due_at or "", iso(now)))
             contact = contacts.get(patient_id)
@@ -106,17 +116,38 @@ class Scheduler:
         log.info("intents_issued", count=len(intents))
         return len(intents)
 
+    def _has_room(self, campaign_id: str, now: datetime, room: dict[str, int]) -> bool:
+        """Count one send against the campaign's room under its rate cap this tick."""
+        if self.limiter is None:
+            return True
+        if campaign_id not in room:
+            room[campaign_id], free_at = self.limiter.room(UUID(campaign_id), now)
+            if free_at is not None:
+                self.blocked_until[campaign_id] = free_at
+        if room[campaign_id] <= 0:
+            return False
+        room[campaign_id] -= 1
+        return True
+
     def next_due(self) -> datetime | None:
         """The earliest instant something of an active campaign is due (for simulated time)."""
-        row = self.db.fetchone(
-            "SELECT MIN(CASE WHEN m.status = 'Sending' THEN NULL ELSE m.due_at END),"
+        rows = self.db.fetchall(
+            "SELECT m.campaign_id,"
+            " MIN(CASE WHEN m.status = 'Sending' THEN NULL ELSE m.due_at END),"
             " MIN(CASE WHEN m.status = 'Sending' THEN m.updated_at ELSE NULL END)"
             " FROM communications m JOIN campaigns c"
             " ON c.campaign_id = m.campaign_id WHERE c.status = 'Pending'"
-            " AND m.status IN ('Planned', 'Retry Pending', 'Sending')")
-        due, stuck = (parse_iso(row[0]), parse_iso(row[1])) if row else (None, None)
-        # An attempt left without an outcome is due again when its intent may be re-issued.
-        candidates = [t for t in (due, stuck + self.reissue_after if stuck else None) if t]
+            " AND m.status IN ('Planned', 'Retry Pending', 'Sending') GROUP BY m.campaign_id")
+        candidates: list[datetime] = []
+        for campaign_id, due_text, stuck_text in rows:
+            due, stuck = parse_iso(due_text), parse_iso(stuck_text)
+            if due is not None:
+                # A campaign at its cap is next due when the cap frees up, not before.
+                blocked = self.blocked_until.get(campaign_id)
+                candidates.append(max(due, blocked) if blocked else due)
+            if stuck is not None:
+                # An attempt left without an outcome is due again when it may be re-issued.
+                candidates.append(stuck + self.reissue_after)
         finished = self.db.fetchone(
             "SELECT MIN(last_change) FROM (SELECT MAX(m.updated_at) AS last_change"
             " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
