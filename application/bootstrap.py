@@ -53,11 +53,20 @@ class Outreach:
     inbound: InboundService
     patients: PatientService
     projections: list[Projection] = field(default_factory=list)
+    _caught_up_to: int | None = field(default=None, repr=False)
 
     def catch_up(self) -> int:
-        return follower.catch_up(self.store, self.db, self.projections)
+        # Most calls find nothing new: one cheap look at the log's head saves a transaction
+        # per projection. Another process may have written since: then we do the full pass.
+        head = self.store.recorder.max_notification_id()
+        if head is not None and head == self._caught_up_to:
+            return 0
+        applied = follower.catch_up(self.store, self.db, self.projections)
+        self._caught_up_to = head
+        return applied
 
     def rebuild(self) -> int:
+        self._caught_up_to = None
         return follower.rebuild(self.store, self.db, self.projections)
 
     def close(self) -> None:

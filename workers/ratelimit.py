@@ -88,15 +88,19 @@ class RateLimiter:
         """How many more sends the campaign may make at `at`, and when room frees up if none.
         A read without the lock: the scheduler uses it to avoid issuing intents the
         dispatchers would only have to defer; `reserve` remains the rule."""
+        row = self.db.fetchone(
+            "SELECT COUNT(*), MAX(sent_at) FROM send_ledger WHERE campaign_id = ?"
+            " AND sent_at > ?", (str(campaign_id), iso(at - HOUR)))
+        used, latest = (int(row[0]), parse_iso(row[1])) if row else (0, None)
+        if used < self.per_hour and (latest is None or latest <= at):
+            return self.per_hour - used, None
         rows = self.db.fetchall(
             "SELECT sent_at FROM send_ledger WHERE campaign_id = ? AND sent_at > ?"
             " ORDER BY sent_at", (str(campaign_id), iso(at - HOUR)))
         sent = [t for t in (parse_iso(r[0]) for r in rows) if t is not None]
-        if sent and sent[-1] > at:
-            at = sent[-1]
-        used = sum(1 for t in sent if t > at - HOUR)
-        if used < self.per_hour:
-            return self.per_hour - used, None
+        at = max(at, sent[-1]) if sent else at
+        if admits(sent, at, self.per_hour):
+            return self.per_hour - sum(1 for t in sent if t > at - HOUR), None
         return 0, next_free(sent, at, self.per_hour)
 
     def sends_between(self, campaign_id: UUID, start: datetime, end: datetime) -> int:
