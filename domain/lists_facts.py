@@ -184,11 +184,12 @@ def sort_rows(
     either way, then patient id (and appointment id) so pages never overlap."""
     ordered = sorted(rows, key=lambda r: (r[0].patient_id, r[1].appointment_id if r[1] else ""))
     for key in reversed(keys):
-        present = [r for r in ordered if _sort_value(key.field, r, today) is not None]
-        missing = [r for r in ordered if _sort_value(key.field, r, today) is None]
+        values = [(_sort_value(key.field, r, today), r) for r in ordered]
+        present = [(v, r) for v, r in values if v is not None]
+        missing = [r for v, r in values if v is None]
         descending = key.descending != (key.field == "age")  # older = earlier birth date
-        present.sort(key=lambda r, k=key.field: _sort_value(k, r, today), reverse=descending)
-        ordered = present + missing
+        present.sort(key=lambda pair: pair[0], reverse=descending)
+        ordered = [r for _, r in present] + missing
     return ordered
 
 
