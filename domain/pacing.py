@@ -63,6 +63,7 @@ def next_free(sent: Sequence[datetime], at: datetime, per_hour: int) -> datetime
     if admits(sent, at, per_hour):
         return at
     hi = bisect_right(sent, at)
-    # The window holds sent[lo:hi]; once sent[hi - per_hour] leaves it, there is room.
+    # The span (at - 1h, at] is full; once sent[hi - per_hour] leaves it, there is room. It
+    # leaves at exactly +1h, since the span excludes its left end.
     oldest_to_leave = sent[hi - per_hour]
-    return max(at, oldest_to_leave + HOUR + timedelta(microseconds=1))
+    return max(at, oldest_to_leave + HOUR)
