@@ -19,7 +19,7 @@ from domain.clock import Clock
 from domain.communication import Communication, communication_id
 from domain.errors import DomainError, NotFound
 from domain.pacing import plan_slots
-from domain.sms import compose
+from domain.sms import DEFAULT_FOOTER, compose
 from gateways.sms import OutboundText, SmsGateway
 from projections.db import Database
 from projections.timefmt import parse_iso
@@ -160,7 +160,7 @@ class CampaignService:
             campaign_id = self.create(active=False, **draft)
         campaign = self.get(campaign_id)
         body = compose(str(campaign.content.get("body", "")),
-                       str(campaign.content.get("footer", self.settings.text_footer)))
+                       str(campaign.content.get("footer", DEFAULT_FOOTER)))
         result = self.gateway.send(OutboundText(to=to_number, body=body,
                                                 reference=f"{campaign.id}:test"))
         outcome = "accepted" if result.accepted else f"failed {result.error_code}".strip()

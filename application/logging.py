@@ -16,8 +16,15 @@ PHI_KEYS = frozenset({
     "home_phone", "to", "from", "from_number", "to_number", "email", "address", "body",
     "message", "dob", "date_of_birth", "content",
 })
-# E.164 (+ and 10-15 digits) or US style (555) 010-0100 / 555-010-0100 / 555.010.0100.
-_PHONE = re.compile(r"\+\d{10,15}\b|\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b")
+# International (+ then digits with spaces, dots, dashes or brackets), US style
+# (555) 010-0100 / (555)010-0100 / 555-010-0100 / 555.010.0100, local 555-0100, and bare
+# runs of 10-11 digits (numbers typed without formatting).
+_PHONE = re.compile(
+    r"\+\d[\d\s().-]{6,}\d"
+    r"|\(?\b\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}\b"
+    r"|\b\d{3}[.-]\d{4}\b"
+    r"|(?<![\w-])\d{10,11}(?![\w-])"
+)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 
 

@@ -19,7 +19,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.calendar import SendingCalendar
 from domain.channels import Channel
 from domain.errors import CampaignRuleViolation, InvalidContent
-from domain.sms import check_body
+from domain.sms import DEFAULT_FOOTER, check_body
 
 DEFAULT_SIZE_CAP = 4000
 
@@ -36,7 +36,7 @@ EDITABLE_FIELDS = ("name", "description", "content", "start_date", "audience")
 
 def check_content(channel: str, content: dict[str, Any]) -> None:
     if channel == Channel.TEXT:
-        check_body(str(content.get("body", "")), str(content.get("footer", "")))
+        check_body(str(content.get("body", "")), str(content.get("footer", DEFAULT_FOOTER)))
         if not str(content.get("help_number", "")).strip():
             raise InvalidContent("a text campaign needs a help number (the answer to HELP)")
     elif not content:

@@ -42,7 +42,7 @@ from domain.preferences import (
     phone_opt_out_id,
 )
 from domain.retry import POLICIES, FailureKind
-from domain.sms import compose
+from domain.sms import DEFAULT_FOOTER, compose
 from gateways.sms import OutboundText, SendResult, SmsGateway
 from workers.ratelimit import RateLimiter
 
@@ -94,7 +94,6 @@ class Dispatcher:
         limiter: RateLimiter,
         calendar: SendingCalendar,
         clock: Clock,
-        footer: str,
         stale_attempt: timedelta = timedelta(seconds=60),
     ) -> None:
         self.store = store
@@ -103,7 +102,6 @@ class Dispatcher:
         self.limiter = limiter
         self.calendar = calendar
         self.clock = clock
-        self.footer = footer
         #: an attempt started this long ago without an outcome belongs to a dead dispatcher
         self.stale_attempt = stale_attempt
 
@@ -231,7 +229,7 @@ class Dispatcher:
             stats.deferred += 1
             return None
         body = compose(str(campaign.content.get("body", "")),
-                       str(campaign.content.get("footer", self.footer)))
+                       str(campaign.content.get("footer", DEFAULT_FOOTER)))
         return _Job(intent, comm, contact, campaign, body, reconcile=reconcile)
 
     def _skip(

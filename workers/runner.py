@@ -23,7 +23,6 @@ def make_dispatcher(outreach: Outreach) -> Dispatcher:
     return Dispatcher(
         store=outreach.store, directory=outreach.directory, gateway=outreach.gateway,
         limiter=outreach.limiter, calendar=outreach.settings.calendar, clock=outreach.clock,
-        footer=outreach.settings.text_footer,
         stale_attempt=timedelta(seconds=outreach.settings.stale_attempt_seconds),
     )
 
