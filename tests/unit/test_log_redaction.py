@@ -126,3 +126,13 @@ def test_codes_counts_dates_and_provider_refs_are_left_untouched(value: str) -> 
 def test_the_event_message_itself_is_masked_too() -> None:
     line = redact(event="reply from +15550100100 to maya@clinic.org")
     assert line["event"] == "reply from [phone] to [email]"
+
+
+@pytest.mark.parametrize("text", ["(555)010-0100", "+44 20 7946 0958", "555-0100",
+                                  "5550100100", "+1 555 010 0100"])
+def test_less_usual_phone_formats_are_masked_too(text: str) -> None:
+    # Given a number written the way staff or patients sometimes type it
+    # When it passes through the log processor
+    masked = redact_phi(None, "info", {"event": f"callback {text} please"})["event"]
+    # Then no digit of it survives
+    assert masked == "callback [phone] please"
