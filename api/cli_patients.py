@@ -1,0 +1,417 @@
+"""`outreach import …`, `outreach list`, `outreach views …`, `outreach patients …`.
+
+Commands only call the PatientService. Exit codes: 0 done (an import with rejected rows is
+done: the rows are reported), 1 refused by the rules (no such view, not the owner…),
+2 unusable input (unreadable file or wrong header, unknown field or action, nothing to
+search on). Refusals print one line on stderr.
+
+`make_cli(factory)` builds the Typer apps around a factory that returns the application
+(anything with `.patients` and `.close()`); the module-level apps use
+`application.bootstrap.build`, tests pass their own factory.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from application.patients import ListResult, PatientService, SavedView
+from application.patients_import import ImportFileError, ImportSummary
+from domain.channels import Channel
+from domain.errors import DomainError
+from domain.lists import Focus, ListError, ListQuery, build_query
+from domain.patients import ImportKind
+from projections.patient_search import PatientSummary, SearchTextError
+
+Factory = Callable[[], Any]
+MAX_PRINTED_REJECTIONS = 50
+
+
+def default_factory() -> Any:
+    from application.bootstrap import build
+
+    return build(configure_logs=True)
+
+
+def default_user() -> str:
+    return os.environ.get("OUTREACH_USER") or getpass.getuser()
+
+
+@dataclass
+class PatientCli:
+    import_app: typer.Typer
+    list_command: Callable[..., None]
+    views_app: typer.Typer
+    patients_app: typer.Typer
+
+
+# Options shared by `list`, `views save|update` and `patients audience`.
+FilterOpt = Annotated[list[str] | None, typer.Option(
+    "--filter", "-f", help='A filter row "field|action|value" (repeat to AND them).')]
+SortOpt = Annotated[list[str] | None, typer.Option(
+    "--sort", "-s", help='"field:asc" or "field:desc" (repeat for several keys).')]
+ColumnsOpt = Annotated[list[str] | None, typer.Option(
+    "--columns", "-c", help="Columns to show, comma-separated (repeatable).")]
+FocusOpt = Annotated[str | None, typer.Option(
+    "--focus", help="patient (one row per patient) or appointment (one per appointment).")]
+ProviderOpt = Annotated[list[str] | None, typer.Option(
+    "--provider", help="Scope: a provider id (repeatable). Default: All Subscribers.")]
+GroupOpt = Annotated[list[str] | None, typer.Option(
+    "--group", help="Scope: a provider group (repeatable).")]
+UserOpt = Annotated[str | None, typer.Option(
+    "--user", help="Who you are (default: $OUTREACH_USER or your login).")]
+ViewOpt = Annotated[str | None, typer.Option("--view", "-v", help="Start from a saved view.")]
+
+
+def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - one closure
+    out = Console(soft_wrap=True)  # a line of text is never cut; tables still fit the width
+    err = Console(stderr=True)
+
+    def fail(message: str, code: int) -> NoReturn:
+        err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code)
+
+    @contextmanager
+    def service() -> Iterator[PatientService]:
+        try:
+            app = factory()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            fail(f"configuration: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", 2)
+        try:
+            yield app.patients
+        except (ImportFileError, ListError, SearchTextError) as exc:
+            fail(str(exc), 2)
+        except DomainError as exc:
+            fail(str(exc), 1)
+        finally:
+            app.close()
+
+    def query_from(patients: PatientService, user: str, view: str | None, filters: list[str],
+                   sort: list[str], columns: list[str], focus: str | None,
+                   providers: list[str], groups: list[str], page: int = 1,
+                   page_size: int | None = None) -> ListQuery:
+        """A saved view modified by the options, or a new definition from them."""
+        base = patients.find_view(user, view).query if view else ListQuery()
+        chosen_focus = Focus(focus) if focus else base.focus
+        if focus and view and chosen_focus != base.focus:
+            raise ListError("a view's focus cannot be changed: build a new list instead")
+        extra = build_query(focus=chosen_focus, filters=filters, sort=sort,
+                            columns=_split(columns), providers=providers, groups=groups)
+        return ListQuery(
+            focus=chosen_focus,
+            scope=extra.scope if (providers or groups) else base.scope,
+            filters=base.filters + extra.filters,
+            sort=extra.sort or base.sort,
+            columns=extra.columns or base.columns,
+            page=page,
+            page_size=page_size or base.page_size,
+        )
+
+    # -- import ------------------------------------------------------------------------------
+
+    import_app = typer.Typer(no_args_is_help=True, help=(
+        "Import a practice file (CSV, UTF-8 with or without BOM). Bad rows are reported "
+        "by line and written to a rejects file; re-importing a file changes nothing."))
+
+    def print_summary(summary: ImportSummary) -> None:
+        out.print(
+            f"{summary.source}: {summary.rows:,} rows — accepted {summary.accepted:,} "
+            f"(new {summary.new:,}, updated {summary.updated:,}, unchanged "
+            f"{summary.unchanged:,}), rejected {summary.rejected:,} "
+            f"[{summary.rows_per_second:,.0f} rows/s]", markup=False, highlight=False)
+        if summary.ignored_columns:
+            out.print(f"ignored columns: {', '.join(summary.ignored_columns)}", markup=False)
+        for rejection in summary.rejections[:MAX_PRINTED_REJECTIONS]:
+            out.print(f"line {rejection.line}: {rejection.reason}", markup=False,
+                      highlight=False)
+        hidden = summary.rejected - min(len(summary.rejections), MAX_PRINTED_REJECTIONS)
+        if hidden > 0:
+            out.print(f"… and {hidden:,} more rejected rows", markup=False)
+        if summary.rejects_file:
+            out.print(f"rejected rows written to {summary.rejects_file}", markup=False,
+                      highlight=False)
+
+    def import_command(kind: ImportKind) -> Callable[..., None]:
+        def command(
+            file: Annotated[Path, typer.Argument(help="The CSV file.")],
+            rejects: Annotated[Path | None, typer.Option(
+                "--rejects", help="Folder for the rejects file (default: beside FILE).")] = None,
+        ) -> None:
+            with service() as patients:
+                print_summary(patients.import_file(kind, file, rejects))
+
+        command.__doc__ = f"Import a {kind.value} file."
+        return command
+
+    for kind in ImportKind:
+        import_app.command(kind.value)(import_command(kind))
+
+    # -- list --------------------------------------------------------------------------------
+
+    def list_command(
+        view: ViewOpt = None, filters: FilterOpt = None, sort: SortOpt = None,
+        columns: ColumnsOpt = None, focus: FocusOpt = None, provider: ProviderOpt = None,
+        group: GroupOpt = None,
+        page: Annotated[int, typer.Option(help="Page number, from 1.")] = 1,
+        page_size: Annotated[int | None, typer.Option(help="Rows per page (max 1000).")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+        user: UserOpt = None,
+    ) -> None:
+        """Run a patient list: a saved view (optionally with more filters) or filters."""
+        with service() as patients:
+            query = query_from(patients, user or default_user(), view, filters or [], sort or [],
+                               columns or [], focus, provider or [], group or [], page,
+                               page_size)
+            result = patients.list(query)
+        if as_json:
+            print(json.dumps({"total": result.total, "page": result.page,
+                              "pages": result.pages, "focus": result.focus.value,
+                              "scope": result.scope, "columns": list(result.columns),
+                              "rows": result.rows}, ensure_ascii=False, default=str))
+        elif as_csv:
+            writer = csv.writer(sys.stdout)
+            writer.writerow(result.labels)
+            writer.writerows([[_cell(r.get(c)) for c in result.columns] for r in result.rows])
+        else:
+            print_list(result)
+
+    def print_list(result: ListResult) -> None:
+        table = Table(show_lines=False)
+        for label in result.labels:
+            table.add_column(label, overflow="fold")
+        group: Any = object()
+        for row in result.rows:
+            if result.group_by and row.get(result.group_by) != group:
+                group = row.get(result.group_by)
+                table.add_section()
+                table.add_row(f"[bold]{_cell(group)}[/bold]")
+            table.add_row(*(_escape(_cell(row.get(c))) for c in result.columns))
+        out.print(table)
+        unit = "appointments" if result.focus == Focus.APPOINTMENT else "patients"
+        out.print(f"Total: {result.total:,} {unit} ({result.scope}) — page {result.page} of "
+                  f"{result.pages}", markup=False)
+
+    # -- views -------------------------------------------------------------------------------
+
+    views_app = typer.Typer(no_args_is_help=True, help="Saved page views.")
+
+    def print_views(views: list[SavedView]) -> None:
+        table = Table()
+        for title in ("Name", "Owner", "Focus", "Filters", "Shared with", "Id"):
+            table.add_column(title, overflow="fold")
+        for v in views:
+            table.add_row(_escape(v.name), "built-in" if v.built_in else _escape(v.owner),
+                          v.query.focus.value,
+                          _escape("; ".join(c.describe() for c in v.query.filters)),
+                          _escape(", ".join(v.shared_with)), v.view_id)
+        out.print(table)
+
+    @views_app.command("list")
+    def views_list(user: UserOpt = None) -> None:
+        """The views you can open: built-ins, your own, and those shared with you."""
+        with service() as patients:
+            print_views(patients.views(user or default_user()))
+
+    @views_app.command("show")
+    def views_show(name: str, user: UserOpt = None) -> None:
+        """A view's definition (JSON)."""
+        with service() as patients:
+            view = patients.find_view(user or default_user(), name)
+        print(json.dumps({"id": view.view_id, "name": view.name, "owner": view.owner,
+                          "built_in": view.built_in, "shared_with": list(view.shared_with),
+                          "definition": view.query.definition()}, indent=2, ensure_ascii=False))
+
+    @views_app.command("save")
+    def views_save(
+        name: Annotated[str, typer.Argument(help="The new view's name.")],
+        view: Annotated[str | None, typer.Option(
+            "--from", help="Start from this view (modify and save under a new name).")] = None,
+        filters: FilterOpt = None, sort: SortOpt = None, columns: ColumnsOpt = None,
+        focus: FocusOpt = None, provider: ProviderOpt = None, group: GroupOpt = None,
+        user: UserOpt = None,
+    ) -> None:
+        """Save a list definition as a new view."""
+        who = user or default_user()
+        with service() as patients:
+            query = query_from(patients, who, view, filters or [], sort or [], columns or [],
+                               focus, provider or [], group or [])
+            saved = patients.save_view(who, name, query)
+        out.print(f"saved view {saved.name!r} ({saved.view_id})", markup=False)
+
+    @views_app.command("update")
+    def views_update(
+        name: Annotated[str, typer.Argument(help="The view to change (name or id).")],
+        rename: Annotated[str | None, typer.Option(help="A new name.")] = None,
+        filters: FilterOpt = None, sort: SortOpt = None, columns: ColumnsOpt = None,
+        provider: ProviderOpt = None, group: GroupOpt = None, user: UserOpt = None,
+    ) -> None:
+        """Change your view: given filters replace its filters; sort, columns and scope
+        likewise; --rename renames it."""
+        who = user or default_user()
+        with service() as patients:
+            current = patients.find_view(who, name).query
+            given = build_query(focus=current.focus, filters=filters or [], sort=sort or [],
+                                columns=_split(columns or []), providers=provider or [],
+                                groups=group or [])
+            query = ListQuery(
+                focus=current.focus,
+                scope=given.scope if (provider or group) else current.scope,
+                filters=given.filters if filters else current.filters,
+                sort=given.sort or current.sort, columns=given.columns or current.columns,
+                page_size=current.page_size)
+            updated = patients.update_view(who, name, query, rename)
+        out.print(f"updated view {updated.name!r}", markup=False)
+
+    @views_app.command("delete")
+    def views_delete(name: str, user: UserOpt = None) -> None:
+        """Delete your view."""
+        with service() as patients:
+            patients.delete_view(user or default_user(), name)
+        out.print(f"deleted view {name!r}", markup=False)
+
+    @views_app.command("share")
+    def views_share(
+        name: Annotated[str, typer.Argument(help="Your view (name or id).")],
+        users: Annotated[list[str], typer.Argument(help="Users to share it with.")],
+        user: UserOpt = None,
+    ) -> None:
+        """Share your view with other users (they can open it and copy it)."""
+        with service() as patients:
+            shared = patients.share_view(user or default_user(), name, users)
+        out.print(f"view {shared.name!r} shared with {', '.join(shared.shared_with)}",
+                  markup=False)
+
+    @views_app.command("unshare")
+    def views_unshare(name: str, users: list[str], user: UserOpt = None) -> None:
+        """Stop sharing your view with these users."""
+        with service() as patients:
+            shared = patients.unshare_view(user or default_user(), name, users)
+        out.print(f"view {shared.name!r} shared with {', '.join(shared.shared_with) or 'nobody'}",
+                  markup=False)
+
+    # -- patients ----------------------------------------------------------------------------
+
+    patients_app = typer.Typer(no_args_is_help=True, help="Find patients; check audiences.")
+
+    @patients_app.command("search")
+    def patients_search(
+        text: Annotated[str, typer.Argument(help="A 10-digit phone (partial allowed) or a name.")],
+    ) -> None:
+        """Find patients contacted in the last 90 days or with a confirmed appointment in the
+        last two years (at most 100, by last, first, middle name)."""
+        with service() as patients:
+            result = patients.search(text)
+        if result.summary is not None:
+            print_summary_card(result.summary)
+            return
+        table = Table()
+        for title in ("Patient ID", "Name", "Date of Birth", "Phone (M)", "Phone (H)",
+                      "Status"):
+            table.add_column(title)
+        for hit in result.hits:
+            table.add_row(_escape(hit.patient_id), _escape(hit.name), hit.date_of_birth or "",
+                          hit.mobile or "", hit.home_phone or "", hit.status)
+        out.print(table)
+        more = " (more matched: search by phone number instead)" if result.more else ""
+        out.print(f"{len(result.hits)} patients{more}", markup=False)
+
+    @patients_app.command("show")
+    def patients_show(patient_id: str) -> None:
+        """A patient's summary: details, appointments, care gaps, opt-outs, history."""
+        with service() as patients:
+            print_summary_card(patients.summary(patient_id))
+
+    def print_summary_card(s: PatientSummary) -> None:
+        lines = [
+            f"{s.name}  (id {s.patient_id})  born {s.date_of_birth or '?'}  age "
+            f"{s.age if s.age is not None else '?'}  {s.status}",
+            f"mobile {s.mobile or '-'}  home {s.home_phone or '-'}  email {s.email or '-'}",
+            f"address {s.address or '-'}",
+            f"PCP {s.pcp or '-'}  payor {s.payor or '-'}  care manager {s.care_manager or '-'}"
+            f"  language {s.language or '-'}"
+            + ("  (appointment reminders only)" if s.appointment_reminders_only else ""),
+            f"groups: {', '.join(s.groups) or '-'}   conditions: {', '.join(s.conditions) or '-'}",
+            "upcoming appointments:",
+            *[f"  {a.starts_at}  {a.type or ''}  {a.provider or ''}  {a.facility or ''}  "
+              f"{a.status}" for a in s.upcoming_appointments],
+            "open care gaps (A&R):",
+            *[f"  {g.measure} (since {g.opened_on or '?'})" for g in s.open_care_gaps],
+            "opt-outs:",
+            *[f"  {o.type} until {o.last_day or 'permanent'} — {o.reason}" for o in s.opt_outs],
+            "communications (last 90 days):",
+            *[f"  {c.date or ''}  {c.status}  {c.reason}  {c.description}  "
+              f"{c.provider or ''}  attempts {c.attempts}" for c in s.communications],
+        ]
+        for line in lines:
+            out.print(line, markup=False, highlight=False)
+
+    @patients_app.command("audience")
+    def patients_audience(
+        channel: Annotated[str, typer.Option(help="text, phone, email or letter.")],
+        view: ViewOpt = None, filters: FilterOpt = None, focus: FocusOpt = None,
+        provider: ProviderOpt = None, group: GroupOpt = None,
+        keep_inactive: Annotated[bool, typer.Option(help="Keep Inactive patients.")] = False,
+        keep_reminders_only: Annotated[bool, typer.Option(
+            help="Keep patients who chose appointment reminders only.")] = False,
+        out_file: Annotated[Path | None, typer.Option(
+            "--out", help="Write the patient ids here (for `campaign create --patients`).")]
+        = None,
+        user: UserOpt = None,
+    ) -> None:
+        """Check a whole list as a campaign audience (size cap, removals, contacts)."""
+        with service() as patients:
+            query = query_from(patients, user or default_user(), view, filters or [], [], [],
+                               focus, provider or [], group or [])
+            check = patients.audience_from(
+                query, Channel(channel), remove_inactive=not keep_inactive,
+                remove_appointment_reminders_only=not keep_reminders_only)
+        out.print(f"selected {check.selected:,}; audience {check.size:,} (cap {check.cap:,})",
+                  markup=False)
+        for message in check.messages:
+            out.print(message, markup=False, highlight=False)
+        if out_file and check.patient_ids:
+            out_file.write_text("".join(f"{pid}\n" for pid in check.patient_ids),
+                                encoding="utf-8")
+            out.print(f"{len(check.patient_ids):,} patient ids written to {out_file}",
+                      markup=False)
+        if check.over_cap:
+            raise typer.Exit(1)
+
+    return PatientCli(import_app, list_command, views_app, patients_app)
+
+
+def _split(columns: list[str]) -> list[str]:
+    return [c.strip() for text in columns for c in text.split(",") if c.strip()]
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _escape(text: str) -> str:
+    # Rich reads [brackets] as markup; patient data must print as it is.
+    return text.replace("[", r"\[")
+
+
+_default = make_cli()
+import_app = _default.import_app
+list_command = _default.list_command
+views_app = _default.views_app
+patients_app = _default.patients_app
+
+__all__ = ["PatientCli", "import_app", "list_command", "make_cli", "patients_app", "views_app"]

@@ -1,0 +1,141 @@
+"""The patient commands as staff type them (SQLite; the service is tested on both
+databases elsewhere)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from api.cli_patients import PatientCli, make_cli
+from application.logging import configure_logging
+from tests.patient_data import (
+    APPOINTMENT_HEADER,
+    PATIENT_HEADER,
+    PROVIDER_HEADER,
+    open_backend,
+    patient_row,
+    write_csv,
+)
+
+
+class _App:
+    """What bootstrap.build returns, as far as these commands care: .patients and .close()."""
+
+    def __init__(self, url: str) -> None:
+        self._stack = ExitStack()
+        self.patients = self._stack.enter_context(open_backend(url)).service
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@pytest.fixture(autouse=True)
+def logs_on_stderr() -> None:
+    configure_logging("console", "INFO")  # as bootstrap does: logs never mix with --json
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> PatientCli:
+    url = f"sqlite:///{tmp_path / 'db' / 'outreach.db'}"
+    return make_cli(lambda: _App(url))
+
+
+def run(cli: PatientCli, *args: str) -> Any:
+    app = typer.Typer()
+    app.add_typer(cli.import_app, name="import")
+    app.command("list")(cli.list_command)
+    app.add_typer(cli.views_app, name="views")
+    app.add_typer(cli.patients_app, name="patients")
+    return CliRunner().invoke(app, list(args), env={"OUTREACH_USER": "maya", "COLUMNS": "200"})
+
+
+def _files(folder: Path) -> dict[str, Path]:
+    return {
+        "providers": write_csv(folder / "providers.csv", PROVIDER_HEADER,
+                               [["D1", "Dr. Adams", "North", "Yes"]]),
+        "patients": write_csv(folder / "patients.csv", PATIENT_HEADER, [
+            patient_row("P1", "Ann", "Lee", "1950-02-03", mobile="512-555-0101",
+                        payor="Medicare"),
+            patient_row("P2", "Bob", "[Ray]", "1990-01-01", mobile="512-555-0102",
+                        payor="Anthem"),
+            patient_row("P3", "Cy", "Cole", "1960-01-01", email="cy@"),
+        ]),
+        "appointments": write_csv(folder / "appointments.csv", APPOINTMENT_HEADER, [
+            ["A1", "P1", "2025-03-12 10:00", "D1", "Main", "Office Visit", "Confirmed", ""]]),
+    }
+
+
+def test_an_import_prints_the_summary_and_each_rejected_line(cli: PatientCli,
+                                                             tmp_path: Path) -> None:
+    files = _files(tmp_path / "in")
+    assert run(cli, "import", "providers", str(files["providers"])).exit_code == 0
+    result = run(cli, "import", "patients", str(files["patients"]), "--rejects",
+                 str(tmp_path / "rejects"))
+    assert result.exit_code == 0, result.output
+    assert "patients.csv: 3 rows — accepted 2 (new 2, updated 0, unchanged 0), rejected 1" \
+        in result.output
+    assert "line 4: email is not a valid email address" in result.output
+    assert f"rejected rows written to {tmp_path / 'rejects' / 'patients.rejects.csv'}" \
+        in result.output.replace("\n", "")
+
+
+def test_a_wrong_file_exits_2_with_one_line(cli: PatientCli, tmp_path: Path) -> None:
+    files = _files(tmp_path / "in")
+    result = run(cli, "import", "patients", str(files["appointments"]))
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "not a patients file" in result.output
+    assert run(cli, "import", "patients", str(tmp_path / "nope.csv")).exit_code == 2
+
+
+def test_list_with_filters_sort_and_json(cli: PatientCli, tmp_path: Path) -> None:
+    for kind, path in _files(tmp_path / "in").items():
+        run(cli, "import", kind, str(path))
+    result = run(cli, "list", "--filter", "Payor|contains|medicare;anthem", "--sort",
+                 "Age:desc", "--columns", "name,age,payor", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["total"] == 2 and data["columns"] == ["name", "age", "payor"]
+    assert [r["patient_id"] for r in data["rows"]] == ["P1", "P2"]
+    table = run(cli, "list", "--view", "Patients Ages 65+")
+    assert "Lee, Ann" in table.output and "Total: 1 patients (All Subscribers)" in table.output
+    brackets = run(cli, "list", "--filter", "Payor|is equal to|anthem")
+    assert "[Ray]" in brackets.output  # patient data is never read as markup
+    bad = run(cli, "list", "--filter", "Colour|is|blue")
+    assert bad.exit_code == 2 and "unknown field 'Colour'" in bad.output
+
+
+def test_views_save_share_update_delete(cli: PatientCli, tmp_path: Path) -> None:
+    for kind, path in _files(tmp_path / "in").items():
+        run(cli, "import", kind, str(path))
+    saved = run(cli, "views", "save", "Seniors on Medicare", "--from", "Patients Ages 65+",
+                "--filter", "Payor|contains|Medicare")
+    assert saved.exit_code == 0, saved.output
+    listed = run(cli, "views", "list")
+    assert "Seniors on Medicare" in listed.output
+    shared = run(cli, "views", "share", "Seniors on Medicare", "raj")
+    assert "shared with raj" in shared.output
+    shown = json.loads(run(cli, "views", "show", "Seniors on Medicare").stdout)
+    assert [f["field"] for f in shown["definition"]["filters"]] == ["age", "payor"]
+    assert run(cli, "views", "update", "Seniors on Medicare", "--rename", "Seniors").exit_code \
+        == 0
+    refused = run(cli, "views", "delete", "Patients Ages 65+")
+    assert refused.exit_code == 1 and "built in and cannot be deleted" in refused.output
+    assert run(cli, "views", "delete", "Seniors").exit_code == 0
+
+
+def test_patient_search_and_audience(cli: PatientCli, tmp_path: Path) -> None:
+    for kind, path in _files(tmp_path / "in").items():
+        run(cli, "import", kind, str(path))
+    found = run(cli, "patients", "search", "512-555-0101")
+    assert found.exit_code == 0 and "Lee, Ann  (id P1)" in found.output
+    assert run(cli, "patients", "search", "12").exit_code == 2
+    audience = run(cli, "patients", "audience", "--channel", "text", "--out",
+                   str(tmp_path / "ids.txt"))
+    assert audience.exit_code == 0, audience.output
+    assert (tmp_path / "ids.txt").read_text() == "P2\nP1\n"  # list order: "[ray]" < "lee"
