@@ -14,7 +14,9 @@ compared with its own earlier row. Re-importing a file therefore records nothing
 from __future__ import annotations
 
 import csv
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -153,6 +155,36 @@ class _Chunk:
     rows: list[tuple[int, list[str], Record]] = field(default_factory=list)
 
 
+class _Pipe:
+    """Chunks from the reader thread to the importing thread: bounded, and closable so a
+    failing import never leaves the reader blocked."""
+
+    def __init__(self, size: int = 3) -> None:
+        self._queue: queue.Queue[_Chunk | BaseException | None] = queue.Queue(maxsize=size)
+        self._closed = threading.Event()
+
+    def put(self, item: _Chunk | BaseException | None) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
 class FileImport:
     """One run of one file. `catch_up` brings the patient projection up to date."""
 
@@ -182,6 +214,33 @@ class FileImport:
         with source, RejectsFile(self.rejects_path, []) as rejects:
             reader = csv.reader(source)
             rejects.header, header_map = self._header(reader)
+            checked = _Pipe()
+            # Reading and checking rows is pure Python; comparing, recording and projecting
+            # mostly waits on the databases (which release the GIL). Overlapping the two in a
+            # reader thread uses both. The pipe holds at most a few chunks: memory stays bounded.
+            reader_thread = threading.Thread(
+                target=self._read, args=(reader, header_map, rejects, checked),
+                name="patients-import-reader", daemon=True)
+            reader_thread.start()
+            try:
+                for chunk in checked:
+                    self._record(chunk)
+                self._flush()
+            finally:
+                checked.close()
+                reader_thread.join()
+        self._finish(rejects.used)
+        self.summary.seconds = time.perf_counter() - started
+        log.info("patients.import.finished", kind=self.spec.kind.value, rows=self.summary.rows,
+                 new=self.summary.new, updated=self.summary.updated,
+                 unchanged=self.summary.unchanged, rejected=self.summary.rejected,
+                 seconds=round(self.summary.seconds, 2))
+        return self.summary
+
+    def _read(self, reader: Any, header_map: HeaderMap, rejects: RejectsFile,
+              checked: _Pipe) -> None:
+        """The reader thread: rows → checked chunks (rejected rows go to the rejects file)."""
+        try:
             chunk = _Chunk()
             for line, cells, error in read_rows(reader):
                 self.summary.rows += 1
@@ -195,17 +254,14 @@ class FileImport:
                     continue
                 chunk.rows.append((line, cells, record))
                 if len(chunk.rows) >= CHUNK_ROWS:
-                    self._record(chunk)
+                    if not checked.put(chunk):
+                        return
                     chunk = _Chunk()
-            self._record(chunk)
-            self._flush()
-        self._finish(rejects.used)
-        self.summary.seconds = time.perf_counter() - started
-        log.info("patients.import.finished", kind=self.spec.kind.value, rows=self.summary.rows,
-                 new=self.summary.new, updated=self.summary.updated,
-                 unchanged=self.summary.unchanged, rejected=self.summary.rejected,
-                 seconds=round(self.summary.seconds, 2))
-        return self.summary
+            if chunk.rows:
+                checked.put(chunk)
+            checked.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the importing thread
+            checked.put(exc)
 
     def _header(self, reader: Any) -> tuple[list[str], HeaderMap]:
         try:
