@@ -13,7 +13,7 @@ from application.logging import configure_logging
 from application.patients import PatientService
 from application.ports import PatientDirectory
 from application.settings import Settings
-from application.store import EventStore, open_event_store
+from application.store import EventStore, open_event_store, schema_lock
 from domain.clock import Clock
 from gateways.simulator_sms import SimulatorSmsGateway
 from gateways.sms import SmsGateway
@@ -23,6 +23,7 @@ from projections.campaigns import CampaignProjection
 from projections.db import Database, open_database
 from projections.preferences import PreferencesProjection
 from workers.ratelimit import RateLimiter
+from workers.scheduler import DDL as SCHEDULER_DDL
 
 
 def build_gateway(settings: Settings, clock: Clock) -> SmsGateway:
@@ -86,14 +87,17 @@ def build(
     if configure_logs:
         configure_logging(settings.log_format, settings.log_level)
     clock = clock or SystemClock()
-    store = open_event_store(settings)
-    db = open_database(settings.database_url)
-    projections: list[Projection] = [CampaignProjection(), PreferencesProjection()]
-    patients = PatientService(store, db, clock, settings)
-    projections = [*patients.projections, *projections]
+    with schema_lock(settings):
+        store = open_event_store(settings)
+        db = open_database(settings.database_url)
+        projections: list[Projection] = [CampaignProjection(), PreferencesProjection()]
+        patients = PatientService(store, db, clock, settings)
+        projections = [*patients.projections, *projections]
+        follower.prepare(db, projections)
+        limiter = RateLimiter(db, settings.rate_cap_per_hour)
+        db.migrate(SCHEDULER_DDL)
     if directory is None:
         directory = patients.directory()
-    follower.prepare(db, projections)
     gateway = gateway or build_gateway(settings, clock)
     holder: list[Outreach] = []
 
@@ -102,7 +106,7 @@ def build(
 
     outreach = Outreach(
         settings=settings, clock=clock, store=store, db=db, directory=directory,
-        gateway=gateway, limiter=RateLimiter(db, settings.rate_cap_per_hour),
+        gateway=gateway, limiter=limiter,
         campaigns=CampaignService(store, db, directory, clock, settings, gateway, catch_up),
         inbound=InboundService(store, db, clock, settings), patients=patients,
         projections=projections,

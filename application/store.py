@@ -6,9 +6,12 @@ notification log, which the projections, the scheduler and the Kafka relay all f
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import Application
 from psycopg.conninfo import conninfo_to_dict
 
@@ -45,3 +48,23 @@ def store_env(settings: Settings) -> dict[str, str]:
 
 def open_event_store(settings: Settings, **extra: Any) -> EventStore:
     return EventStore(env={**store_env(settings), **extra})
+
+
+# Any fixed number: the key of the advisory lock that serialises schema set-up.
+SCHEMA_LOCK_KEY = 0x0_07_2E_AC_4D
+
+
+@contextmanager
+def schema_lock(settings: Settings) -> Iterator[None]:
+    """Serialise schema creation across processes starting at once. On PostgreSQL, two
+    processes running eventsourcing's CREATE OR REPLACE FUNCTION (or our CREATE TABLE IF NOT
+    EXISTS) together can fail with 'tuple concurrently updated'; SQLite needs no lock."""
+    if not settings.is_postgres:
+        yield
+        return
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))

