@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from twilio.request_validator import RequestValidator
@@ -22,6 +18,7 @@ from domain.inbound import DeliveryReceipt, InboundText
 from domain.keywords import Keyword, classify
 from gateways.sms import OutboundText
 from gateways.twilio_sms import TwilioSmsGateway
+from tests.fakes.served import serve
 from tests.fakes.twilio_server import FakeTwilioServer
 
 TOKEN = "test-auth-token"
@@ -188,19 +185,8 @@ def served() -> Iterator[tuple[str, RecordingHandler]]:
     """The app on a real uvicorn, port 0, in a thread."""
     handler = RecordingHandler()
     app: FastAPI = create_app(handler, TOKEN, PUBLIC_URL, now=lambda: NOW)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    host, port = sock.getsockname()
-    yield f"http://{host}:{port}", handler
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with serve(app) as url:
+        yield url, handler
 
 
 def test_twilios_signed_callbacks_for_our_sends_reach_the_handler(

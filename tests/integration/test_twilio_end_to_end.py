@@ -3,21 +3,18 @@ Twilio, with our webhook app served over real HTTP: sends, 429s, receipts, STOP.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from twilio.request_validator import RequestValidator
 
 from api.http import create_app
 from application.bootstrap import Outreach, build
 from application.clock import SimulatedClock
 from application.settings import Settings
+from tests.fakes.served import serve
 from tests.fakes.twilio_server import FakeTwilioServer
 from tests.fixtures_app import TUESDAY_9AM, import_patients, patient_row
 from workers.runner import EmbeddedRunner
@@ -47,19 +44,8 @@ def outreach(stack: str, twilio: FakeTwilioServer) -> Iterator[Outreach]:
 def served(outreach: Outreach) -> Iterator[str]:
     app = create_app(outreach.inbound, outreach.settings.twilio_auth_token, PUBLIC_URL,
                      now=outreach.clock.now)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    host, port = sock.getsockname()
-    yield f"http://{host}:{port}"
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with serve(app) as url:
+        yield url
 
 
 def test_texts_go_through_twilio_and_receipts_mark_them_delivered(
