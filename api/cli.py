@@ -283,15 +283,13 @@ def rebuild() -> None:
 
 
 def main() -> None:
-    try:
-        from api.cli_patients import import_app, list_command, patients_app, views_app
+    # The other command modules import this one (for `app`, `outreach`, …), so they are
+    # registered here rather than imported at the top.
+    from api import cli_ops  # noqa: F401 - registers demo, opt-out, worker and event commands
+    from api.cli_patients import import_app, list_command, patients_app, views_app
 
-        app.add_typer(import_app, name="import")
-        app.command("list")(list_command)
-        app.add_typer(views_app, name="views")
-        app.add_typer(patients_app, name="patients")
-    except ImportError:
-        pass
-    from api import cli_ops  # noqa: F401 - registers demo, opt-out and worker commands
-
+    app.add_typer(import_app, name="import")
+    app.command("list")(list_command)
+    app.add_typer(views_app, name="views")
+    app.add_typer(patients_app, name="patients")
     app()

@@ -152,6 +152,8 @@ def demo(
             s = o.patients.import_file(kind, path, folder / "rejects")
             console.print(f"  {kind:<13} accepted {s.accepted:>6}  rejected {s.rejected:>3}"
                           + (f"  (see {s.rejects_file})" if s.rejects_file else ""))
+            for rejection in s.rejections[:2]:
+                console.print(f"      line {rejection.line}: {rejection.reason}", markup=False)
         console.rule("2. A list from a saved view")
         query = ListQuery(filters=(
             parse_condition("Patient Status", "is equal to", "Active"),
@@ -211,6 +213,13 @@ def _print_demo_report(o: object, cid: object) -> None:
     for (status, reason), n in counts.most_common():
         table.add_row(status, reason, str(n))
     console.print(table)
+    first = Table(title="The report's first rows (outreach campaign report ID)")
+    for col in ("#", "patient", "name", "contact", "status", "attempts", "last outcome"):
+        first.add_column(col)
+    for r in rows[:8]:
+        first.add_row(str(r.sequence), r.patient_id, r.name, r.contact, r.status,
+                      str(r.attempts), r.last_outcome)
+    console.print(first)
     tz = o.settings.calendar.timezone
     sent = o.db.fetchall(
         "SELECT m.sequence, MIN(l.sent_at) FROM send_ledger l JOIN communications m"
