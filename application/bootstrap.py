@@ -89,7 +89,7 @@ def build(
     clock = clock or SystemClock()
     with schema_lock(settings):
         store = open_event_store(settings)
-        db = open_database(settings.database_url)
+        db = open_database(settings.database_url, settings.db_pool_size)
         projections: list[Projection] = [CampaignProjection(), PreferencesProjection()]
         patients = PatientService(store, db, clock, settings)
         projections = [*patients.projections, *projections]

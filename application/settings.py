@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = "outreach"
     kafka_intent_partitions: int = 6
     kafka_session_timeout_ms: int = 6000  # a dead dispatcher's partitions move after this
+    kafka_max_poll_interval_ms: int = 300_000  # a batch's provider calls must fit in this
+    kafka_replication_factor: int = 1  # for topics outreach creates; 3 on a real cluster
+    dispatch_batch: int = Field(default=100, ge=1)  # intents per poll
+    db_pool_size: int = Field(default=5, ge=1)  # per process, event store and read models each
     # An attempt started this long ago without an outcome belongs to a dead dispatcher and is
     # reconciled with the provider; an intent with nothing come of it is re-issued after this.
     stale_attempt_seconds: float = Field(default=60.0, gt=0)

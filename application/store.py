@@ -34,8 +34,12 @@ def store_env(settings: Settings) -> dict[str, str]:
             POSTGRES_PORT=str(info.get("port", "5432")),
             POSTGRES_USER=str(info.get("user", "postgres")),
             POSTGRES_PASSWORD=str(info.get("password", "")),
-            POSTGRES_POOL_SIZE="5",
-            POSTGRES_MAX_OVERFLOW="10",
+            POSTGRES_POOL_SIZE=str(settings.db_pool_size),
+            POSTGRES_MAX_OVERFLOW=str(settings.db_pool_size),
+            # Inserting through a database function: without it eventsourcing sends a big
+            # save as one pipelined statement, and psycopg deadlocks once that statement
+            # outgrows the socket buffer (a 4,000-patient activation over a unix socket).
+            POSTGRES_ENABLE_DB_FUNCTIONS="y",
         )
     else:
         path = settings.sqlite_path

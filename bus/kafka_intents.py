@@ -87,7 +87,8 @@ class KafkaIntentPublisher(IntentPublisher):
     def from_settings(cls, settings: Settings) -> KafkaIntentPublisher:
         """Creates the topics if missing (idempotent), then connects."""
         bootstrap = _bootstrap(settings)
-        ensure_topics(bootstrap, settings.kafka_topic_prefix, settings.kafka_intent_partitions)
+        ensure_topics(bootstrap, settings.kafka_topic_prefix, settings.kafka_intent_partitions,
+                      replication_factor=settings.kafka_replication_factor)
         return cls(bootstrap, settings.kafka_topic_prefix)
 
     def publish(self, intents: Sequence[SendIntent]) -> None:
@@ -158,7 +159,8 @@ class KafkaIntentConsumer(IntentConsumer):
         cls, settings: Settings, group_id: str, **options: Any
     ) -> KafkaIntentConsumer:
         bootstrap = _bootstrap(settings)
-        ensure_topics(bootstrap, settings.kafka_topic_prefix, settings.kafka_intent_partitions)
+        ensure_topics(bootstrap, settings.kafka_topic_prefix, settings.kafka_intent_partitions,
+                      replication_factor=settings.kafka_replication_factor)
         return cls(bootstrap, settings.kafka_topic_prefix, group_id, **options)
 
     # -- IntentConsumer ----------------------------------------------------------------

@@ -69,6 +69,7 @@ class EventRelay:
             settings.kafka_bootstrap_servers,
             settings.kafka_topic_prefix,
             settings.kafka_intent_partitions,
+            replication_factor=settings.kafka_replication_factor,
         )
         return cls(store, db, settings.kafka_bootstrap_servers, settings.kafka_topic_prefix)
 

@@ -163,9 +163,9 @@ class PostgresDatabase(Database):
         self._pool.close()
 
 
-def open_database(url: str) -> Database:
+def open_database(url: str, pool_size: int = 5) -> Database:
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, max_size=pool_size)
     path = url.removeprefix("sqlite:///")
     if path != ":memory:":
         # The read models live beside the event store in their own file, so a long

@@ -61,12 +61,13 @@ def dispatch_forever(o: Outreach, group_id: str = DISPATCH_GROUP,
                          "the embedded default dispatches inside `outreach run`")
     stop = stop or stop_on_signals()
     consumer = KafkaIntentConsumer.from_settings(
-        o.settings, group_id, session_timeout_ms=o.settings.kafka_session_timeout_ms)
+        o.settings, group_id, session_timeout_ms=o.settings.kafka_session_timeout_ms,
+        max_poll_interval_ms=o.settings.kafka_max_poll_interval_ms)
     dispatcher = make_dispatcher(o)
     log.info("dispatcher_started", group=group_id)
     try:
         while not stop.is_set():
-            intents = consumer.poll(max_records=500, timeout_s=1.0)
+            intents = consumer.poll(max_records=o.settings.dispatch_batch, timeout_s=1.0)
             if not intents:
                 continue
             stats = dispatcher.handle(intents)

@@ -66,24 +66,28 @@ class Scheduler:
     def tick(self) -> int:
         """Publish intents for every communication due now. Returns how many."""
         now = self.clock.now()
+        # An intent counts as in flight for (communication, attempt, due time) until
+        # `reissue_after`: a deferred communication has a new due time and so gets a new
+        # intent when that time comes. Filtering in SQL (not after the LIMIT) keeps a backlog
+        # larger than one batch moving.
         rows = self.db.fetchall(
             "SELECT m.communication_id, m.campaign_id, m.patient_id, m.attempts, m.status,"
             " m.due_at FROM communications m JOIN campaigns c ON c.campaign_id = m.campaign_id"
             " WHERE c.status = 'Pending' AND ("
             "  (m.status IN ('Planned', 'Retry Pending') AND m.due_at <= ?)"
             "  OR (m.status = 'Sending' AND m.updated_at <= ?))"
+            " AND NOT EXISTS (SELECT 1 FROM issued_intents i"
+            "  WHERE i.communication_id = m.communication_id"
+            "  AND i.attempt = CASE WHEN m.status = 'Sending' THEN m.attempts"
+            "   ELSE m.attempts + 1 END"
+            "  AND i.due_at = COALESCE(m.due_at, '') AND i.issued_at > ?)"
             " ORDER BY m.due_at, m.sequence LIMIT ?",
-            (iso(now), iso(now - self.reissue_after), self.batch),
+            (iso(now), iso(now - self.reissue_after), iso(now - self.reissue_after),
+             self.batch),
         )
         if not rows:
             return 0
-        # An intent counts as in flight for (communication, attempt, due time): a deferred
-        # communication has a new due time and so gets a new intent when that time comes.
-        recent = {
-            (r[0], int(r[1]), r[2]) for r in self.db.fetchall(
-                "SELECT communication_id, attempt, due_at FROM issued_intents"
-                " WHERE issued_at > ?", (iso(now - self.reissue_after),))
-        }
+        in_flight = self._in_flight_per_campaign(now)
         contacts = self.directory.contacts([r[2] for r in rows])
         intents: list[SendIntent] = []
         issued: list[tuple[str, int, str, str | None]] = []
@@ -91,11 +95,8 @@ class Scheduler:
         self.blocked_until = {}
         for comm_id, campaign_id, patient_id, attempts, status, due_at in rows:
             attempt = int(attempts) if status == "Sending" else int(attempts) + 1
-            in_flight = (comm_id, attempt, due_at or "") in recent
-            if status != "Sending" and not self._has_room(campaign_id, now, room):
+            if status != "Sending" and not self._has_room(campaign_id, now, room, in_flight):
                 continue  # over the cap this hour: wait, in order, instead of deferring
-            if in_flight:
-                continue
             issued.append((comm_id, attempt, due_at or "", iso(now)))
             contact = contacts.get(patient_id)
             intents.append(SendIntent(
@@ -106,6 +107,7 @@ class Scheduler:
         if not intents:
             return 0
         self.publisher.publish(intents)
+        self._prune(now)
         with self.db.transaction() as tx:
             tx.executemany(
                 "INSERT INTO issued_intents (communication_id, attempt, due_at, issued_at)"
@@ -116,12 +118,33 @@ class Scheduler:
         log.info("intents_issued", count=len(intents))
         return len(intents)
 
-    def _has_room(self, campaign_id: str, now: datetime, room: dict[str, int]) -> bool:
+    def _prune(self, now: datetime) -> None:
+        """The bookkeeping tables only matter for a while; keep them small."""
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM issued_intents WHERE issued_at < ?",
+                       (iso(now - max(self.reissue_after * 2, timedelta(hours=1))),))
+            tx.execute("DELETE FROM send_ledger WHERE sent_at < ?",
+                       (iso(now - timedelta(days=7)),))
+
+    def _in_flight_per_campaign(self, now: datetime) -> dict[str, int]:
+        """Intents issued but not yet taken by a dispatcher will each use the cap."""
+        rows = self.db.fetchall(
+            "SELECT m.campaign_id, COUNT(*) FROM issued_intents i JOIN communications m"
+            " ON m.communication_id = i.communication_id"
+            " WHERE i.issued_at > ? AND m.status IN ('Planned', 'Retry Pending')"
+            " AND i.attempt = m.attempts + 1 AND i.due_at = COALESCE(m.due_at, '')"
+            " GROUP BY m.campaign_id",
+            (iso(now - self.reissue_after),))
+        return {r[0]: int(r[1]) for r in rows}
+
+    def _has_room(self, campaign_id: str, now: datetime, room: dict[str, int],
+                  in_flight: dict[str, int]) -> bool:
         """Count one send against the campaign's room under its rate cap this tick."""
         if self.limiter is None:
             return True
         if campaign_id not in room:
-            room[campaign_id], free_at = self.limiter.room(UUID(campaign_id), now)
+            free, free_at = self.limiter.room(UUID(campaign_id), now)
+            room[campaign_id] = free - in_flight.get(campaign_id, 0)
             if free_at is not None:
                 self.blocked_until[campaign_id] = free_at
         if room[campaign_id] <= 0:

@@ -305,3 +305,32 @@ def test_read_models_rebuilt_from_history_are_identical(make_outreach, tmp_path)
     before = o.campaigns.report(cid), o.campaigns.campaigns()
     o.rebuild()
     assert (o.campaigns.report(cid), o.campaigns.campaigns()) == before
+
+
+def test_a_campaign_of_the_full_size_cap_activates_and_plans_every_patient(
+        make_outreach, tmp_path):
+    # Given 4,000 patients (the default size cap)
+    o = make_outreach()
+    given_patients(o, tmp_path, numbers(4000))
+    # When a campaign for all of them is activated (one batched save of 4,001 events)
+    cid = o.campaigns.create(name="Everyone", body=BODY, help_number="555-0100", active=True)
+    # Then every patient has a planned communication, in order, at most 1,000 in any hour
+    plan = o.campaigns.schedule_preview(cid, limit=5000)
+    assert len(plan) == 4000 and plan == sorted(plan)
+    assert all(plan[i + 1000] - plan[i] >= HOUR for i in range(len(plan) - 1000))
+
+
+def test_a_backlog_larger_than_one_scheduler_batch_keeps_moving(make_outreach, tmp_path):
+    # Given 30 patients all due now and a scheduler that issues 10 at a time
+    o = make_outreach(rate_cap_per_hour=100_000)
+    given_patients(o, tmp_path, numbers(30))
+    o.campaigns.create(name="Flu", body=BODY, help_number="555-0100", active=True)
+    o.clock.advance_to(TUESDAY_9AM + timedelta(hours=3))
+    runner = EmbeddedRunner(o, dispatch=False)
+    runner.scheduler.batch = 10
+    o.catch_up()
+    # When it ticks three times without any dispatcher having taken an intent yet
+    issued = [runner.scheduler.tick() for _ in range(4)]
+    # Then the whole backlog was issued, ten at a time, and nothing twice
+    assert issued == [10, 10, 10, 0]
+    assert len({i.communication_id for i in runner.bus.poll(100)}) == 30
