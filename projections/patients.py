@@ -151,6 +151,14 @@ def placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
+def member(tx: Tx, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`column` is one of `values`: one array parameter on PostgreSQL (a 1,000-placeholder
+    IN list costs more to parse and plan than to run), placeholders on SQLite."""
+    if _postgres_connection(tx) is not None:
+        return f"{column} = ANY(?)", [list(values)]
+    return f"{column} IN ({placeholders(len(values))})", list(values)
+
+
 def _postgres_connection(tx: Tx) -> Any | None:
     """The psycopg connection behind a PostgreSQL transaction (for COPY), else None."""
     conn = getattr(tx, "conn", None)
@@ -229,6 +237,19 @@ def refresh_patients_of_providers(tx: Tx, provider_ids: Sequence[str]) -> None:
             [*chunk, *chunk, *chunk])
 
 
+def _providers(tx: Tx, provider_ids: Sequence[str]) -> dict[str, tuple[str, str, int]]:
+    """Name, folded name and active flag of these providers. Subscribers number hundreds,
+    maybe thousands: past a few dozen ids, reading them all is cheaper than matching an
+    id list against each row."""
+    if len(provider_ids) > 50:
+        rows = tx.fetchall("SELECT provider_id, name, name_f, active FROM providers")
+    else:
+        where, params = member(tx, "provider_id", provider_ids)
+        rows = tx.fetchall(f"SELECT provider_id, name, name_f, active FROM providers"
+                           f" WHERE {where}", params) if provider_ids else []
+    return {str(pid): (name, name_f, int(active)) for pid, name, name_f, active in rows}
+
+
 def derive(tx: Tx, patients: Sequence[tuple[str, str | None]]) -> dict[str, tuple[Any, ...]]:
     """(pcp_name, pcp_f, ar_count, subscribed) of each (patient id, pcp id), computed from
     indexed lookups (one query per table per chunk) rather than correlated subqueries,
@@ -237,21 +258,16 @@ def derive(tx: Tx, patients: Sequence[tuple[str, str | None]]) -> dict[str, tupl
     related: dict[str, set[str]] = {pid: {pcp} if pcp else set() for pid, pcp in patients}
     gaps: dict[str, int] = {}
     for chunk in batches(ids, ID_BATCH):
-        marks = placeholders(len(chunk))
+        where, params = member(tx, "patient_id", chunk)
         gaps.update((str(pid), int(n)) for pid, n in tx.fetchall(
-            f"SELECT patient_id, COUNT(*) FROM care_gaps WHERE patient_id IN ({marks})"
-            " AND closed_on IS NULL GROUP BY patient_id", chunk))
+            f"SELECT patient_id, COUNT(*) FROM care_gaps WHERE {where}"
+            " AND closed_on IS NULL GROUP BY patient_id", params))
         for table in ("appointments", "billing"):
             for pid, provider in tx.fetchall(
-                    f"SELECT DISTINCT patient_id, provider_id FROM {table}"
-                    f" WHERE patient_id IN ({marks})", chunk):
+                    f"SELECT DISTINCT patient_id, provider_id FROM {table} WHERE {where}",
+                    params):
                 related[str(pid)].add(str(provider))
-    providers: dict[str, tuple[str, str, int]] = {}
-    for chunk in batches(sorted(set().union(*related.values())), ID_BATCH):
-        for provider_id, name, name_f, active in tx.fetchall(
-                f"SELECT provider_id, name, name_f, active FROM providers WHERE provider_id IN"
-                f" ({placeholders(len(chunk))})", chunk):
-            providers[str(provider_id)] = (name, name_f, int(active))
+    providers = _providers(tx, sorted(set().union(*related.values())))
     derived: dict[str, tuple[Any, ...]] = {}
     for pid, pcp in patients:
         pcp_provider = providers.get(pcp) if pcp else None
@@ -266,11 +282,12 @@ def refresh_patients(tx: Tx, patient_ids: Iterable[str]) -> None:
     """Recompute the derived columns of these patients; rewrite only the rows that changed
     (reading is cheap, rewriting a row and its indexes is not)."""
     for chunk in batches(sorted(set(patient_ids)), ID_BATCH):
+        where, params = member(tx, "patient_id", chunk)
         current = {
             str(r[0]): (str(r[0]), r[1], tuple(r[2:]))
             for r in tx.fetchall(
                 f"SELECT patient_id, pcp_id, {', '.join(DERIVED_COLUMNS)} FROM patients"
-                f" WHERE patient_id IN ({placeholders(len(chunk))})", chunk)
+                f" WHERE {where}", params)
         }
         fresh = derive(tx, [(pid, pcp) for pid, pcp, _ in current.values()])
         changed = [(*fresh[pid], pid) for pid, (_, _, now) in current.items()
@@ -308,22 +325,23 @@ def _patient_row(record: Record) -> tuple[Any, ...]:
     )
 
 
-def write_patients(tx: Tx, records: Sequence[Record]) -> None:
+def write_patients(tx: Tx, records: Sequence[Record]) -> dict[str, int]:
     rows = _unique_last(((r[0],), _patient_row(r)) for r in records)
     derived = derive(tx, [(str(r[0]), r[9]) for r in rows])
     upsert(tx, "patients", PATIENT_TABLE_COLUMNS + DERIVED_COLUMNS,
            [(*row, *derived[str(row[0])]) for row in rows], ("patient_id",))
     ids = [str(row[0]) for row in rows]
     for chunk in batches(ids, ID_BATCH):
-        tx.execute(f"DELETE FROM patient_groups WHERE patient_id IN ({placeholders(len(chunk))})",
-                   chunk)
+        where, params = member(tx, "patient_id", chunk)
+        tx.execute(f"DELETE FROM patient_groups WHERE {where}", params)
     group_rows = [(pid, name, fold(name)) for pid, groups in ((r[0], r[19]) for r in rows)
                   for name in split_names(groups, "group")]
     upsert(tx, "patient_groups", ("patient_id", "group_name", "group_f"), group_rows,
            ("patient_id", "group_f"))
+    return {"patients": len(rows), "patient_groups": len(group_rows)}
 
 
-def write_appointments(tx: Tx, records: Sequence[Record]) -> None:
+def write_appointments(tx: Tx, records: Sequence[Record]) -> dict[str, int]:
     rows = _unique_last(
         ((r[0],), (*r, row_hash(r), fold(str(r[3])), _f(r[4]), _f(r[5]), fold(str(r[6])),
                    _f(r[7])))
@@ -332,56 +350,61 @@ def write_appointments(tx: Tx, records: Sequence[Record]) -> None:
     # An appointment moved to another patient changes both patients' derived values.
     touched = {str(row[1]) for row in rows}
     for chunk in batches(ids, ID_BATCH):
-        found = tx.fetchall(f"SELECT patient_id FROM appointments WHERE appointment_id IN"
-                            f" ({placeholders(len(chunk))})", chunk)
+        where, params = member(tx, "appointment_id", chunk)
+        found = tx.fetchall(f"SELECT patient_id FROM appointments WHERE {where}", params)
         touched.update(str(r[0]) for r in found)
     upsert(tx, "appointments", APPOINTMENT_TABLE_COLUMNS, rows, ("appointment_id",))
     refresh_patients(tx, touched)
+    return {"appointments": len(rows)}
 
 
-def write_providers(tx: Tx, records: Sequence[Record]) -> None:
+def write_providers(tx: Tx, records: Sequence[Record]) -> dict[str, int]:
     rows = _unique_last(((r[0],), r) for r in records)
     ids = [str(r[0]) for r in rows]
     before: dict[str, tuple[Any, Any]] = {}
     for chunk in batches(ids, ID_BATCH):
+        where, params = member(tx, "provider_id", chunk)
         for pid, name, active in tx.fetchall(
-                f"SELECT provider_id, name, active FROM providers WHERE provider_id IN"
-                f" ({placeholders(len(chunk))})", chunk):
+                f"SELECT provider_id, name, active FROM providers WHERE {where}", params):
             before[str(pid)] = (name, int(active))
     upsert(tx, "providers", ("provider_id", "name", "name_f", "groups", "active", "row_hash"),
            [(r[0], r[1], fold(str(r[1])), r[2], int(r[3] == "1"), row_hash(r)) for r in rows],
            ("provider_id",))
     for chunk in batches(ids, ID_BATCH):
-        tx.execute(f"DELETE FROM provider_groups WHERE provider_id IN"
-                   f" ({placeholders(len(chunk))})", chunk)
+        where, params = member(tx, "provider_id", chunk)
+        tx.execute(f"DELETE FROM provider_groups WHERE {where}", params)
     upsert(tx, "provider_groups", ("provider_id", "group_name", "group_f"),
            [(r[0], g, fold(g)) for r in rows for g in split_names(r[2], "provider group")],
            ("provider_id", "group_f"))
     # Only a new provider, a renamed one or a change of active changes patients' rows.
     changed = [str(r[0]) for r in rows if before.get(str(r[0])) != (r[1], int(r[3] == "1"))]
     refresh_patients_of_providers(tx, changed)
+    return {"providers": len(rows)}
 
 
-def write_care_gaps(tx: Tx, records: Sequence[Record]) -> None:
+def write_care_gaps(tx: Tx, records: Sequence[Record]) -> dict[str, int]:
     rows = _unique_last(((r[0], fold(str(r[1]))), (r[0], r[1], fold(str(r[1])), r[2], r[3],
                                                     row_hash(r))) for r in records)
     upsert(tx, "care_gaps", ("patient_id", "measure", "measure_f", "opened_on", "closed_on",
                              "row_hash"), rows, ("patient_id", "measure_f"))
     refresh_patients(tx, (str(r[0]) for r in rows))
+    return {"care_gaps": len(rows)}
 
 
-def write_conditions(tx: Tx, records: Sequence[Record]) -> None:
+def write_conditions(tx: Tx, records: Sequence[Record]) -> dict[str, int]:
     rows = _unique_last(((r[0], fold(str(r[1]))), (r[0], r[1], fold(str(r[1])), row_hash(r)))
                         for r in records)
     upsert(tx, "conditions", ("patient_id", "condition", "condition_f", "row_hash"), rows,
            ("patient_id", "condition_f"))
+    return {"conditions": len(rows)}
 
 
-def write_billing(tx: Tx, records: Sequence[Record]) -> None:
+def write_billing(tx: Tx, records: Sequence[Record]) -> dict[str, int]:
     rows = _unique_last(((r[0], r[1]), (r[0], r[1], row_hash(r))) for r in records)
     upsert(tx, "billing", ("patient_id", "provider_id", "row_hash"), rows,
            ("patient_id", "provider_id"))
     refresh_patients(tx, (str(r[0]) for r in rows))
+    return {"billing": len(rows)}
 
 
 WRITERS = {
@@ -393,14 +416,6 @@ WRITERS = {
     ImportKind.BILLING: write_billing,
 }
 
-KIND_TABLES = {
-    ImportKind.PATIENTS: ("patients", "patient_groups"),
-    ImportKind.APPOINTMENTS: ("appointments", "patients"),
-    ImportKind.PROVIDERS: ("providers", "provider_groups", "patients"),
-    ImportKind.CARE_GAPS: ("care_gaps", "patients"),
-    ImportKind.CONDITIONS: ("conditions",),
-    ImportKind.BILLING: ("billing", "patients"),
-}
 
 # How the import finds what the read model already holds: lookup column, key columns.
 KEY_QUERIES = {
@@ -422,19 +437,47 @@ def existing_hashes(tx: Tx, kind: ImportKind, lookup_values: Iterable[str]
     select, column = KEY_QUERIES[kind]
     found: dict[tuple[str, ...], str] = {}
     for chunk in batches(sorted(set(lookup_values)), ID_BATCH):
-        for row in tx.fetchall(f"{select} WHERE {column} IN ({placeholders(len(chunk))})",
-                               chunk):
+        where, params = member(tx, column, chunk)
+        for row in tx.fetchall(f"{select} WHERE {where}", params):
             found[tuple(str(v) for v in row[:-1])] = str(row[-1])
     return found
 
 
 class PatientsProjection(Projection):
     name = "patients"
-    topics = (get_topic(PatientImport.RowsImported), "domain.patients:PatientImport.Finished")
+    topics = (get_topic(PatientImport.RowsImported),)
     batch_size = 20  # each event carries up to 1,000 rows: keep a transaction's memory small
+
+    # PostgreSQL only: without fresh statistics the planner guesses that a 1,000-id IN list
+    # matches the whole table and scans it, so lookups slow down as a bulk load grows the
+    # table (autovacuum analyses late, and some servers run without it). We ANALYZE a table
+    # once it has grown by half since we last did (at least ANALYZE_ROWS rows): a handful of
+    # sampling passes over a million-row load. Only plans depend on it, never data.
+    ANALYZE_ROWS = 5_000
+
+    def __init__(self) -> None:
+        self._grown: dict[str, int] = {}
+        self._analyzed_at: dict[str, int] = {}
 
     def ddl(self) -> str:
         return DDL
+
+    def _keep_statistics_fresh(self, tx: Tx, table: str, rows: int) -> None:
+        if _postgres_connection(tx) is None:
+            return
+        if table not in self._analyzed_at:
+            self._analyzed_at[table] = self._known_rows(tx, table)
+        self._grown[table] = self._grown.get(table, 0) + rows
+        if self._grown[table] >= max(self.ANALYZE_ROWS, self._analyzed_at[table] // 2):
+            tx.execute(f"ANALYZE {table}")
+            self._analyzed_at[table] = self._known_rows(tx, table)
+            self._grown[table] = 0
+
+    @staticmethod
+    def _known_rows(tx: Tx, table: str) -> int:
+        """The planner's idea of the table's size (-1 or 0: never analysed)."""
+        row = tx.fetchone("SELECT reltuples FROM pg_class WHERE relname = ?", (table,))
+        return max(0, int(row[0])) if row else 0
 
     def reset(self, tx: Tx) -> None:
         for table in OWN_TABLES:
@@ -443,14 +486,9 @@ class PatientsProjection(Projection):
     def apply(self, tx: Tx, event: Any, position: int) -> None:
         if isinstance(event, PatientImport.RowsImported):
             kind = ImportKind(event.kind)
-            WRITERS[kind](tx, _records(kind, event.columns, event.rows))
-        elif type(event).__qualname__ == "PatientImport.Finished" and _postgres_connection(tx):
-            # A bulk load leaves PostgreSQL's planner statistics stale (autovacuum analyses
-            # late, or never on some servers), and the next import's lookups then scan
-            # whole tables. ANALYZE is allowed inside a transaction and samples, so it is
-            # cheap even for a million rows.
-            for table in KIND_TABLES[ImportKind(event.kind)]:
-                tx.execute(f"ANALYZE {table}")
+            written = WRITERS[kind](tx, _records(kind, event.columns, event.rows))
+            for table, rows in written.items():
+                self._keep_statistics_fresh(tx, table, rows)
 
     def write(self, tx: Tx, kind: ImportKind, records: Sequence[Record]) -> None:
         """Write canonical records directly (tests and tools that bypass the event log)."""
