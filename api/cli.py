@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -32,7 +32,6 @@ app.add_typer(optout_app, name="opt-out")
 
 console = Console()
 err = Console(stderr=True)
-T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -170,11 +170,8 @@ class CampaignProjection(Projection):
         if name == "Communication.AttemptStarted" and e.attempt == 1:
             tx.execute("UPDATE communications SET first_attempt_at = ? WHERE communication_id = ?",
                        (at, comm_id))
-        if name in ("Communication.AttemptStarted", "Communication.Rescheduled",
-                    "Communication.Deferred"):
-            if name == "Communication.AttemptStarted":
-                self._history(tx, comm_id)
-            return
+        if name in ("Communication.Rescheduled", "Communication.Deferred"):
+            return  # still only a plan: not yet part of the patient's history
         self._history(tx, comm_id)
         if name in ("Communication.Accepted", "Communication.Delivered"):
             row = tx.fetchone("SELECT patient_id FROM communications WHERE communication_id = ?",
