@@ -213,13 +213,13 @@ def _print_demo_report(o: object, cid: object) -> None:
     for (status, reason), n in counts.most_common():
         table.add_row(status, reason, str(n))
     console.print(table)
-    first = Table(title="The report's first rows (outreach campaign report ID)")
+    head = Table(title="The report's first rows (outreach campaign report ID)")
     for col in ("#", "patient", "name", "contact", "status", "attempts", "last outcome"):
-        first.add_column(col)
+        head.add_column(col)
     for r in rows[:8]:
-        first.add_row(str(r.sequence), r.patient_id, r.name, r.contact, r.status,
-                      str(r.attempts), r.last_outcome)
-    console.print(first)
+        head.add_row(str(r.sequence), r.patient_id, r.name, r.contact, r.status,
+                     str(r.attempts), r.last_outcome)
+    console.print(head)
     tz = o.settings.calendar.timezone
     sent = o.db.fetchall(
         "SELECT m.sequence, MIN(l.sent_at) FROM send_ledger l JOIN communications m"

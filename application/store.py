@@ -46,7 +46,8 @@ def store_env(settings: Settings) -> dict[str, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=str(path))
     if settings.cipher_key:
-        env.update(CIPHER_TOPIC="eventsourcing.cryptography:AESCipher", CIPHER_KEY=settings.cipher_key)
+        env.update(CIPHER_TOPIC="eventsourcing.cryptography:AESCipher",
+                   CIPHER_KEY=settings.cipher_key)
     return env
 
 

@@ -153,7 +153,8 @@ class PatientPreferences(Aggregate):
         check_duration(kind, last)
         self._opted_out(
             patient_id=self.patient_id, type=str(kind), protocol=protocol,
-            last_day=last.isoformat() if last else None, reason=reason, comment=comment, by=by, at=at,
+            last_day=last.isoformat() if last else None, reason=reason, comment=comment,
+            by=by, at=at,
         )
 
     @event("OptedOut")

@@ -13,12 +13,11 @@ missing server must never turn into a green run.
 
 from __future__ import annotations
 
-import tempfile
-
 import os
 import re
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 import warnings

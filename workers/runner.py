@@ -28,9 +28,11 @@ def make_dispatcher(outreach: Outreach) -> Dispatcher:
 
 
 def make_scheduler(outreach: Outreach, publisher: IntentPublisher) -> Scheduler:
+    settings = outreach.settings
     return Scheduler(outreach.db, outreach.store, outreach.directory, publisher, outreach.clock,
-                     limiter=outreach.limiter, reissue_after=timedelta(seconds=outreach.settings.reissue_after_seconds),
-                     receipt_grace=timedelta(seconds=outreach.settings.receipt_grace_seconds))
+                     limiter=outreach.limiter,
+                     reissue_after=timedelta(seconds=settings.reissue_after_seconds),
+                     receipt_grace=timedelta(seconds=settings.receipt_grace_seconds))
 
 
 def drain(dispatcher: Dispatcher, consumer: IntentConsumer, stats: DispatchStats,

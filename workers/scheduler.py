@@ -18,8 +18,8 @@ from bus.intents import IntentPublisher, SendIntent
 from domain.campaign import Campaign
 from domain.clock import Clock
 from projections.db import Database
-from workers.ratelimit import RateLimiter
 from projections.timefmt import iso, parse_iso
+from workers.ratelimit import RateLimiter
 
 log = structlog.get_logger("scheduler")
 
