@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -39,7 +40,7 @@ from domain.lists_views import (
 from domain.patients import ImportKind
 from domain.patients_fields import fold
 from projections.base import Projection
-from projections.db import Database
+from projections.db import Database, Tx
 from projections.patient_queries import fetch_page
 from projections.patient_search import PatientHit, PatientSummary, search, summary
 from projections.patients import PatientsProjection
@@ -108,6 +109,15 @@ class PatientService:
         """The organisation's calendar day (relative dates in filters count from it)."""
         return self.clock.now().astimezone(self.zone).date()
 
+    @contextmanager
+    def _reading(self) -> Iterator[Tx]:
+        """A transaction for list, search and summary queries. On PostgreSQL, JIT is off:
+        compiling these plans costs more (~80 ms a query) than it ever saves them."""
+        with self.db.transaction() as tx:
+            if self.db.dialect == "postgres":
+                tx.execute("SET LOCAL jit = off")
+            yield tx
+
     def directory(self) -> PatientDirectory:
         return SqlPatientDirectory(self.db)
 
@@ -127,7 +137,7 @@ class PatientService:
 
     def list(self, query: ListQuery) -> ListResult:
         today = self.today()
-        with self.db.transaction() as tx:
+        with self._reading() as tx:
             page = fetch_page(tx, self.db.dialect, query, today)
         log.info("patients.list", focus=query.focus.value, filters=len(query.filters),
                  total=page.total, page=query.page)
@@ -246,14 +256,14 @@ class PatientService:
         """By 10-digit phone (partial allowed) or name; see projections/patient_search.py."""
         now = self.clock.now()
         today = self.today()
-        with self.db.transaction() as tx:
+        with self._reading() as tx:
             hits, more = search(tx, self.db.dialect, text, now, today)
             single = summary(tx, hits[0].patient_id, now, today) if len(hits) == 1 else None
         log.info("patients.search", hits=len(hits), more=more)
         return SearchResult(hits, more, single)
 
     def summary(self, patient_id: str) -> PatientSummary:
-        with self.db.transaction() as tx:
+        with self._reading() as tx:
             found = summary(tx, patient_id, self.clock.now(), self.today())
         if found is None:
             raise NotFound(f"no patient with id {patient_id!r}")
@@ -268,7 +278,7 @@ class PatientService:
         """Check a selection (a whole list, or chosen patient ids) for a campaign."""
         chosen_channel = Channel(channel)
         cap = self.settings.campaign_size_cap
-        with self.db.transaction() as tx:
+        with self._reading() as tx:
             if isinstance(selection, ListQuery):
                 check = check_list(tx, self.db.dialect, selection, self.today(), chosen_channel,
                                    cap, remove_inactive, remove_appointment_reminders_only)

@@ -13,7 +13,11 @@ tables. Besides the imported columns, rows carry what queries need precomputed:
   provider changes. Only facts in events feed them, never the clock, so a replay gives the
   same values.
 
-Indexes are few on purpose: each one costs every imported row a B-tree insert.
+Indexes are few on purpose: each one costs every imported row a B-tree insert. Those
+there serve the lists on a million patients: name order (first pages), age ranges counted
+from the index alone (date of birth + scope), the scope as a narrow partial index (semi-
+joins with care gaps, conditions, appointments read it instead of the wide table),
+appointment and care-gap predicates answered from covering indexes. Mobile serves STOP.
 """
 
 from __future__ import annotations
@@ -55,9 +59,11 @@ CREATE TABLE IF NOT EXISTS patients (
     subscribed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS patients_sort ON patients (sort_name, patient_id);
-CREATE INDEX IF NOT EXISTS patients_dob ON patients (date_of_birth);
-CREATE INDEX IF NOT EXISTS patients_pcp ON patients (pcp_id);
 CREATE INDEX IF NOT EXISTS patients_mobile ON patients (mobile);
+DROP INDEX IF EXISTS patients_dob;
+DROP INDEX IF EXISTS patients_pcp;
+CREATE INDEX IF NOT EXISTS patients_dob_scope ON patients (date_of_birth, subscribed);
+CREATE INDEX IF NOT EXISTS patients_in_scope ON patients (patient_id) WHERE subscribed = 1;
 CREATE TABLE IF NOT EXISTS patient_groups (
     patient_id TEXT NOT NULL, group_name TEXT NOT NULL, group_f TEXT NOT NULL,
     PRIMARY KEY (patient_id, group_f)
@@ -70,7 +76,8 @@ CREATE TABLE IF NOT EXISTS appointments (
     status_f TEXT NOT NULL, notes_f TEXT
 );
 CREATE INDEX IF NOT EXISTS appointments_patient ON appointments (patient_id, starts_at);
-CREATE INDEX IF NOT EXISTS appointments_starts ON appointments (starts_at);
+DROP INDEX IF EXISTS appointments_starts;
+CREATE INDEX IF NOT EXISTS appointments_when ON appointments (starts_at, status_f, patient_id);
 CREATE INDEX IF NOT EXISTS appointments_provider ON appointments (provider_id);
 CREATE TABLE IF NOT EXISTS providers (
     provider_id TEXT PRIMARY KEY, name TEXT NOT NULL, name_f TEXT NOT NULL, groups TEXT,
@@ -86,7 +93,8 @@ CREATE TABLE IF NOT EXISTS care_gaps (
     opened_on TEXT, closed_on TEXT, row_hash TEXT NOT NULL,
     PRIMARY KEY (patient_id, measure_f)
 );
-CREATE INDEX IF NOT EXISTS care_gaps_measure ON care_gaps (measure_f);
+DROP INDEX IF EXISTS care_gaps_measure;
+CREATE INDEX IF NOT EXISTS care_gaps_open ON care_gaps (measure_f, closed_on, patient_id);
 CREATE TABLE IF NOT EXISTS conditions (
     patient_id TEXT NOT NULL, condition TEXT NOT NULL, condition_f TEXT NOT NULL,
     row_hash TEXT NOT NULL, PRIMARY KEY (patient_id, condition_f)
