@@ -92,6 +92,10 @@ LIST_DISPLAY: dict[str, tuple[str, str, str]] = {
     "group": ("patient_groups", "group_name", ""),
 }
 
+# Sort keys whose SQL expression is never NULL.
+NEVER_EMPTY = frozenset({"name", "patient_id", "first_name", "last_name", "status", "ar_count",
+                         "appt_datetime", "appt_provider", "appt_status"})
+
 UPCOMING = tuple(fold(s) for s in UPCOMING_STATUSES)
 NOT_A_VISIT = tuple(fold(s) for s in NOT_A_VISIT_STATUSES)
 
@@ -285,8 +289,12 @@ class Compiler:
         parts: list[Sql] = []
         for key in keys:
             descending = key.descending != (key.field == "age")  # older = earlier birth
+            # Empty values sort last; on keys that are never empty the clause is left out,
+            # so an index in that order can serve the page (SQLite's indexes put NULLs
+            # first, and would not be used with NULLS LAST).
+            nulls = "" if key.field in NEVER_EMPTY else " NULLS LAST"
             parts.append(self.sort_expression(key.field)
-                         + Sql(f" {'DESC' if descending else 'ASC'} NULLS LAST"))
+                         + Sql(f" {'DESC' if descending else 'ASC'}{nulls}"))
         parts.append(Sql("p.patient_id ASC"))
         if focus == Focus.APPOINTMENT:
             parts.append(Sql("a.appointment_id ASC"))
