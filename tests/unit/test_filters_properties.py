@@ -81,7 +81,10 @@ def patient(draw: Any, n: int) -> PatientFacts:
         mobile=draw(st.one_of(st.none(), st.sampled_from(PHONES))),
         home_phone=draw(st.one_of(st.none(), st.sampled_from(PHONES))),
         city=draw(maybe_text), state=draw(maybe_text), postal_code=draw(maybe_text),
-        conditions=draw(unique), open_care_gaps=draw(unique), groups=draw(unique),
+        conditions=draw(unique), open_care_gaps=draw(unique),
+        # the groups column is ;-separated, so no group name holds a ;
+        groups=draw(st.lists(text.filter(lambda t: ";" not in t), max_size=3,
+                             unique_by=fold).map(tuple)),
         appointments=draw(appointments(pid)),
         last_contacted_at=(datetime.combine(contacted, datetime.min.time()).strftime(
             "%Y-%m-%dT%H:%M:%S.%fZ") if contacted else None),
