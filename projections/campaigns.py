@@ -26,7 +26,12 @@ CREATE TABLE IF NOT EXISTS communications (
 );
 CREATE INDEX IF NOT EXISTS communications_due ON communications (status, due_at);
 CREATE INDEX IF NOT EXISTS communications_campaign ON communications (campaign_id, sequence);
-CREATE INDEX IF NOT EXISTS communications_patient ON communications (patient_id);
+CREATE INDEX IF NOT EXISTS communications_patient ON communications (patient_id)
+"""
+
+# Filled here, read by the patient summary and search (projections/patients.py creates them
+# too when it runs alone, from this same text).
+HISTORY_DDL = """
 CREATE TABLE IF NOT EXISTS communication_history (
     communication_id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, campaign_name TEXT NOT NULL,
     campaign_description TEXT NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL,
@@ -37,7 +42,8 @@ CREATE INDEX IF NOT EXISTS communication_history_patient
     ON communication_history (patient_id, updated_at);
 CREATE TABLE IF NOT EXISTS patient_contacts (
     patient_id TEXT PRIMARY KEY, last_contacted_at TEXT NOT NULL
-)
+);
+CREATE INDEX IF NOT EXISTS patient_contacts_when ON patient_contacts (last_contacted_at)
 """
 
 # Event → the communication status it leads to (mirrors domain.communication.CommStatus).
@@ -62,7 +68,7 @@ class CampaignProjection(Projection):
     name = "campaigns"
 
     def ddl(self) -> str:
-        return DDL
+        return DDL + ";" + HISTORY_DDL
 
     def reset(self, tx: Tx) -> None:
         for table in ("campaigns", "communications", "communication_history",

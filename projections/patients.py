@@ -39,9 +39,11 @@ from domain.patients import (
 from domain.patients import display_name as _display_name
 from domain.patients_fields import fold, national_digits, split_names
 from projections.base import Projection
+from projections.campaigns import HISTORY_DDL
 from projections.db import Tx
+from projections.preferences import OPT_OUTS_DDL
 
-DDL = """
+OWN_DDL = """
 CREATE TABLE IF NOT EXISTS patients (
     patient_id TEXT PRIMARY KEY,
     first_name TEXT NOT NULL, middle_name TEXT, last_name TEXT NOT NULL,
@@ -103,25 +105,10 @@ CREATE TABLE IF NOT EXISTS billing (
     patient_id TEXT NOT NULL, provider_id TEXT NOT NULL, row_hash TEXT NOT NULL,
     PRIMARY KEY (patient_id, provider_id)
 );
-CREATE INDEX IF NOT EXISTS billing_provider ON billing (provider_id);
-CREATE TABLE IF NOT EXISTS patient_contacts (
-    patient_id TEXT PRIMARY KEY, last_contacted_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS patient_contacts_when ON patient_contacts (last_contacted_at);
-CREATE TABLE IF NOT EXISTS communication_history (
-    communication_id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, campaign_name TEXT NOT NULL,
-    campaign_description TEXT NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL,
-    reason TEXT NOT NULL, attempts INTEGER NOT NULL, first_attempt_at TEXT,
-    updated_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS communication_history_patient
-    ON communication_history (patient_id, updated_at);
-CREATE TABLE IF NOT EXISTS patient_opt_outs (
-    patient_id TEXT NOT NULL, type TEXT NOT NULL, last_day TEXT, reason TEXT NOT NULL,
-    comment TEXT NOT NULL DEFAULT '', created_by TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL DEFAULT '', PRIMARY KEY (patient_id, type)
-)
+CREATE INDEX IF NOT EXISTS billing_provider ON billing (provider_id)
 """
+# With the tables it reads but others fill, so it also works on its own.
+DDL = ";".join((OWN_DDL, HISTORY_DDL, OPT_OUTS_DDL))
 
 # Tables this projection owns (reset empties them). patient_contacts, communication_history
 # and patient_opt_outs are only created here if missing: other projections fill them.

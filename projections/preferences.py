@@ -9,12 +9,17 @@ from projections.base import Projection
 from projections.db import Tx
 from projections.timefmt import iso
 
-DDL = """
+# Filled here, read by the patient summary (projections/patients.py creates it too when it
+# runs alone, from this same text).
+OPT_OUTS_DDL = """
 CREATE TABLE IF NOT EXISTS patient_opt_outs (
     patient_id TEXT NOT NULL, type TEXT NOT NULL, last_day TEXT, reason TEXT NOT NULL,
     comment TEXT NOT NULL DEFAULT '', created_by TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL DEFAULT '', PRIMARY KEY (patient_id, type)
-);
+)
+"""
+
+DDL = """
 CREATE TABLE IF NOT EXISTS phone_opt_outs (
     phone_key TEXT PRIMARY KEY, stopped INTEGER NOT NULL, changed_at TEXT NOT NULL
 );
@@ -30,7 +35,7 @@ class PreferencesProjection(Projection):
     name = "preferences"
 
     def ddl(self) -> str:
-        return DDL
+        return OPT_OUTS_DDL + ";" + DDL
 
     def reset(self, tx: Tx) -> None:
         for table in ("patient_opt_outs", "phone_opt_outs", "replies"):
