@@ -12,6 +12,7 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
 from application.inbound import InboundHandler
 from application.settings import Settings
@@ -65,7 +66,12 @@ class InboundService(InboundHandler):
                 phone = PhoneOptOut.for_number(message.from_number)
             if phone.keyword(keyword, message.received_at):
                 changed.append(phone)
-        self.store.save(*changed)  # type: ignore[arg-type]
+        try:
+            self.store.save(*changed)  # type: ignore[arg-type]
+        except IntegrityError:
+            # The same webhook delivered twice at once: the other delivery recorded it.
+            log.info("duplicate_inbound_ignored")
+            return None
         log.info("inbound_text", keyword=str(keyword) if keyword else "reply")
         if keyword == Keyword.HELP:
             return self.settings.help_reply.format(
