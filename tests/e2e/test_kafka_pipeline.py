@@ -4,8 +4,8 @@
 (b) the event relay (`outreach worker relay`) publishes every stored event to
     `<prefix>.events` in the public wire format (bus.wire, schema_version 1).
 
-Same stack as tests/e2e/test_kafka_crash.py (PostgreSQL, Tansu, the real Twilio adapter on
-the fake Twilio server, the `outreach` console script), whose helpers this module uses.
+The stack (PostgreSQL, Tansu, the real Twilio adapter on
+the fake Twilio server, the `outreach` console script) comes from tests/e2e/stack.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from bus.wire import decode_event, events_topic
-from tests.e2e.test_kafka_crash import (
+from tests.e2e.stack import (
     StackConfig,
     assert_each_patient_texted_once,
     campaign_status,
