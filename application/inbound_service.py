@@ -26,7 +26,6 @@ from domain.keywords import Keyword, classify
 from domain.preferences import PhoneOptOut, phone_opt_out_id
 from domain.replies import InboundMessage, inbound_message_id
 from domain.retry import POLICIES, FailureKind
-from gateways import twilio_errors
 from projections.db import Database
 
 log = structlog.get_logger("inbound")
@@ -112,15 +111,14 @@ class InboundService(InboundHandler):
         if status in DELIVERED:
             comm.confirm_delivery(at)
         elif status in FAILED and comm.status in (CommStatus.SENT, CommStatus.SENDING):
-            verdict = twilio_errors.classify(receipt.error_code or None)
             campaign: Campaign = self.store.repository.get(comm.campaign_id)
             policy = POLICIES[Channel(comm.channel)]
-            kind = verdict.kind if campaign.is_active else FailureKind.PERMANENT
+            kind = receipt.kind if campaign.is_active else FailureKind.PERMANENT
             next_at = policy.next_attempt_at(attempt, at, kind, str(comm.id))
             if next_at is not None:
                 next_at = self.settings.calendar.next_open(Channel(comm.channel), next_at)
-            comm.fail(attempt, at, verdict.reason, receipt.error_code, kind, next_at,
-                      policy.max_attempts)
+            comm.fail(attempt, at, receipt.reason or "not delivered", receipt.error_code, kind,
+                      next_at, policy.max_attempts)
         if comm.pending_events:
             self.store.save(comm)
             log.info("receipt_applied", communication=str(comm.id), status=status)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from domain.retry import FailureKind
+
 
 @dataclass(frozen=True)
 class InboundText:
@@ -30,3 +32,7 @@ class DeliveryReceipt:
     status: str  # provider words: queued, sent, delivered, undelivered, failed, …
     error_code: str
     received_at: datetime
+    # For a failure: whether another attempt could help, and why (no PHI), decided by the
+    # gateway that knows the provider's codes.
+    kind: FailureKind = FailureKind.TRANSIENT
+    reason: str = ""

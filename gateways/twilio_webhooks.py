@@ -13,6 +13,7 @@ from twilio.request_validator import RequestValidator
 
 from domain.inbound import DeliveryReceipt, InboundText
 from domain.keywords import Keyword, classify
+from gateways import twilio_errors
 
 FormPairs = Sequence[tuple[str, str]]
 Form = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -92,12 +93,16 @@ def parse_status(form: Form, query_ref: str | None, now: datetime) -> DeliveryRe
         raise WebhookError("missing field MessageSid")
     if not status:
         raise WebhookError("missing field MessageStatus")
+    error_code = (raw.get("ErrorCode") or "").strip()
+    verdict = twilio_errors.classify(error_code or None)
     return DeliveryReceipt(
         provider_ref=sid,
         reference=query_ref.strip(),
         status=status.strip().lower(),
-        error_code=(raw.get("ErrorCode") or "").strip(),
+        error_code=error_code,
         received_at=now,
+        kind=verdict.kind,
+        reason=verdict.reason,
     )
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from domain.keywords import Keyword
+from domain.retry import FailureKind
 from gateways.twilio_webhooks import (
     WebhookError,
     keyword_of,
@@ -152,3 +153,16 @@ def test_a_status_callback_without_a_reference_is_refused(ref: str | None) -> No
 def test_a_status_callback_without_a_status_is_refused() -> None:
     with pytest.raises(WebhookError, match="MessageStatus"):
         parse_status([("MessageSid", "SM1")], "c:1", NOW)
+
+
+def test_a_failed_status_callback_says_whether_another_attempt_could_help() -> None:
+    # Given Twilio's callbacks for an unreachable handset and for a landline
+    now = datetime(2026, 11, 24, 18, tzinfo=UTC)
+    unreachable = parse_status({"MessageSid": "SM1", "MessageStatus": "undelivered",
+                                "ErrorCode": "30003"}, "c:1", now)
+    landline = parse_status({"MessageSid": "SM2", "MessageStatus": "undelivered",
+                             "ErrorCode": "30006"}, "c:1", now)
+    # Then the gateway, which knows Twilio's codes, classifies them for the domain
+    assert (unreachable.kind, unreachable.reason) == (FailureKind.TRANSIENT,
+                                                     "handset unreachable")
+    assert landline.kind == FailureKind.PERMANENT
