@@ -1,24 +1,25 @@
 """Importing one CSV file: stream, check, compare with the read model, record what changed.
 
-Memory stays bounded whatever the file size: rows are read with the csv module and handled
-`CHUNK_ROWS` at a time; rejected rows go straight to the rejects file; only the first
-`REPORTED_REJECTIONS` reasons are kept for the summary.
+Memory stays bounded whatever the file size: rows are read and checked beside the importing
+thread (application/import_rows.py) and handled `CHUNK_ROWS` at a time; rejected rows go
+straight to the rejects file; only the first `REPORTED_REJECTIONS` reasons are kept for the
+summary.
 
 Each chunk's valid rows are compared with the read model by row hash; only new or changed
 rows become a `PatientImport.RowsImported` event. Every `WINDOW_CHUNKS` chunks the events
-are saved together and the projection catches up; until then the hashes of rows recorded
-but not yet projected are remembered, so a patient repeated later in the same file is
-compared with its own earlier row. Re-importing a file therefore records nothing.
+are saved together and a background thread brings the projection up to date while the
+next window is compared and recorded; until a window is projected the hashes of its rows
+are remembered, so a patient repeated later in the same file is compared with its own
+earlier row. Re-importing a file therefore records nothing.
 """
 
 from __future__ import annotations
 
 import csv
-import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -28,18 +29,20 @@ from uuid import UUID
 
 import structlog
 
+from application.import_rows import (
+    FIELD_SIZE_LIMIT,
+    CheckedRows,
+    ImportReadError,
+    open_text,
+)
 from domain.patients import (
-    CHUNK_ROWS,
     SPECS,
     HeaderError,
-    HeaderMap,
     ImportKind,
     PatientImport,
     Record,
-    RowRejected,
     map_header,
     row_hash,
-    validate_row,
 )
 from projections.db import Database
 from projections.patients import existing_hashes
@@ -49,9 +52,8 @@ log = structlog.get_logger(__name__)
 REPORTED_REJECTIONS = 1000
 # Chunks recorded per save and catch-up: fewer, bigger transactions (an index insert is
 # far cheaper when its page is already dirty in this transaction). The hashes of rows
-# recorded but not yet projected are kept in memory meanwhile: at most this many chunks.
+# recorded but not yet projected are kept in memory meanwhile: at most two windows.
 WINDOW_CHUNKS = 10
-FIELD_SIZE_LIMIT = 1 << 20  # a 1 MB cell is a broken file, not a note
 
 
 class ImportFileError(Exception):
@@ -94,14 +96,6 @@ class ImportSummary:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
-def _open_text(path: Path, mode: str) -> IO[str]:
-    # utf-8-sig drops a BOM if there is one; surrogateescape turns bytes that are not UTF-8
-    # into markers the row check rejects, so one bad row never stops the file, and the
-    # rejects file gets the original bytes back.
-    return open(path, mode, encoding="utf-8-sig" if "r" in mode else "utf-8",  # noqa: SIM115
-                errors="surrogateescape", newline="")
-
-
 class RejectsFile:
     """The rejected rows: original columns, then `line` and `reason`. Opened on first use."""
 
@@ -114,7 +108,7 @@ class RejectsFile:
     def write(self, line: int, cells: list[str], reason: str) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = _open_text(self.path, "w")
+            self._file = open_text(self.path, "w")
             self._writer = csv.writer(self._file)
             self._writer.writerow([*self.header, "line", "reason"])
         padded = cells + [""] * (len(self.header) - len(cells))
@@ -133,63 +127,73 @@ class RejectsFile:
             self._file.close()
 
 
-def read_rows(reader: Any) -> Iterator[tuple[int, list[str] | None, str | None]]:
-    """(first line of the record, cells or None, csv error or None); blank lines skipped."""
-    last_line = reader.line_num
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield last_line + 1, None, f"unreadable CSV: {exc}"
-            last_line = reader.line_num
-            continue
-        start, last_line = last_line + 1, reader.line_num
-        if cells and any(c.strip() for c in cells):
-            yield start, cells, None
+class BackgroundCatchUp:
+    """Brings the read model up to date in a thread of its own while the importing thread
+    goes on comparing and recording the next window: the two mostly wait on the databases,
+    and overlapping them keeps both the database and Python busy. `catch_up` must be safe
+    to call from another thread (projections/runner.py locks its tracking row)."""
 
+    def __init__(self, catch_up: Callable[[], Any]) -> None:
+        self._catch_up = catch_up
+        self._changed = threading.Condition()
+        self._requested = 0  # windows saved and asked for
+        self._done = 0  # windows whose events are in the read model
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="patients-import-projector",
+                                        daemon=True)
+        self._thread.start()
 
-@dataclass
-class _Chunk:
-    rows: list[tuple[int, list[str], Record]] = field(default_factory=list)
+    @property
+    def done(self) -> int:
+        with self._changed:
+            return self._done
 
+    def request(self, window: int) -> None:
+        with self._changed:
+            self._requested = max(self._requested, window)
+            self._changed.notify_all()
 
-class _Pipe:
-    """Chunks from the reader thread to the importing thread: bounded, and closable so a
-    failing import never leaves the reader blocked."""
-
-    def __init__(self, size: int = 3) -> None:
-        self._queue: queue.Queue[_Chunk | BaseException | None] = queue.Queue(maxsize=size)
-        self._closed = threading.Event()
-
-    def put(self, item: _Chunk | BaseException | None) -> bool:
-        while not self._closed.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def wait_for(self, window: int) -> None:
+        """Until window `window` is projected; re-raises a failure of the projecting thread."""
+        with self._changed:
+            while self._done < window and self._error is None:
+                self._changed.wait()
+            if self._error is not None:
+                raise self._error
 
     def close(self) -> None:
-        self._closed.set()
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        self._thread.join()
 
-    def __iter__(self) -> Iterator[_Chunk]:
+    def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            with self._changed:
+                while self._requested <= self._done and not self._stopping:
+                    self._changed.wait()
+                if self._requested <= self._done:
+                    return
+                target = self._requested
+            try:
+                self._catch_up()
+            except BaseException as exc:  # noqa: BLE001 - raised in the importing thread
+                with self._changed:
+                    self._error = exc
+                    self._changed.notify_all()
                 return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            with self._changed:
+                self._done = target
+                self._changed.notify_all()
 
 
 class FileImport:
     """One run of one file. `catch_up` brings the patient projection up to date."""
 
     def __init__(self, store: Any, db: Database, catch_up: Callable[[], Any], kind: ImportKind,
-                 path: Path, rejects_dir: Path | None, today: date, now: datetime) -> None:
+                 path: Path, rejects_dir: Path | None, today: date, now: datetime,
+                 in_process: bool | None = None) -> None:
         self.store = store
         self.db = db
         self.catch_up = catch_up
@@ -199,71 +203,50 @@ class FileImport:
         self.today = today
         self.now = now
         self.summary = ImportSummary(kind.value, path.name)
+        self.in_process = in_process  # None: by file size (see application/import_rows.py)
         self.aggregate: PatientImport | None = None
         self.unsaved_chunks = 0
-        self.pending: dict[tuple[str, ...], str] = {}  # recorded, not yet in the read model
+        # Row hashes recorded but maybe not yet in the read model: the window being recorded,
+        # and saved windows (by number) the projecting thread has not finished.
+        self.pending: dict[tuple[str, ...], str] = {}
+        self.saved_windows: list[tuple[int, dict[tuple[str, ...], str]]] = []
+        self.windows = 0
+        self.projector: BackgroundCatchUp | None = None
 
     def run(self) -> ImportSummary:
         started = time.perf_counter()
         csv.field_size_limit(min(FIELD_SIZE_LIMIT, sys.maxsize))
         self.catch_up()  # compare with everything recorded so far
         try:
-            source = _open_text(self.path, "r")
+            source = open_text(self.path, "r")
         except OSError as exc:
             raise ImportFileError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        with source, RejectsFile(self.rejects_path, []) as rejects:
-            reader = csv.reader(source)
-            rejects.header, header_map = self._header(reader)
-            checked = _Pipe()
-            # Reading and checking rows is pure Python; comparing, recording and projecting
-            # mostly waits on the databases (which release the GIL). Overlapping the two in a
-            # reader thread uses both. The pipe holds at most a few chunks: memory stays bounded.
-            reader_thread = threading.Thread(
-                target=self._read, args=(reader, header_map, rejects, checked),
-                name="patients-import-reader", daemon=True)
-            reader_thread.start()
+        with source:
+            header = self._header(csv.reader(source))
+        with RejectsFile(self.rejects_path, header) as rejects:
+            checked = CheckedRows(self.path, self.spec.kind, self.today, self.in_process)
+            self.projector = BackgroundCatchUp(self.catch_up)
             try:
                 for chunk in checked:
-                    self._record(chunk)
-                self._flush()
+                    self.summary.rows += chunk.rows
+                    for line, cells, reason in chunk.rejected:
+                        self._reject(rejects, line, cells, reason)
+                    self._record(chunk.valid)
+                self._flush(last=True)
+            except ImportReadError as exc:
+                raise ImportFileError(f"{self.path.name}: {exc}") from None
             finally:
                 checked.close()
-                reader_thread.join()
+                self.projector.close()
         self._finish(rejects.used)
         self.summary.seconds = time.perf_counter() - started
         log.info("patients.import.finished", kind=self.spec.kind.value, rows=self.summary.rows,
                  new=self.summary.new, updated=self.summary.updated,
                  unchanged=self.summary.unchanged, rejected=self.summary.rejected,
-                 seconds=round(self.summary.seconds, 2))
+                 seconds=round(self.summary.seconds, 2), checked_in_process=checked.in_process)
         return self.summary
 
-    def _read(self, reader: Any, header_map: HeaderMap, rejects: RejectsFile,
-              checked: _Pipe) -> None:
-        """The reader thread: rows → checked chunks (rejected rows go to the rejects file)."""
-        try:
-            chunk = _Chunk()
-            for line, cells, error in read_rows(reader):
-                self.summary.rows += 1
-                if cells is None:
-                    self._reject(rejects, line, [], str(error))
-                    continue
-                try:
-                    record = validate_row(header_map, cells, self.today)
-                except RowRejected as exc:
-                    self._reject(rejects, line, cells, str(exc))
-                    continue
-                chunk.rows.append((line, cells, record))
-                if len(chunk.rows) >= CHUNK_ROWS:
-                    if not checked.put(chunk):
-                        return
-                    chunk = _Chunk()
-            if chunk.rows:
-                checked.put(chunk)
-            checked.put(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the importing thread
-            checked.put(exc)
-
-    def _header(self, reader: Any) -> tuple[list[str], HeaderMap]:
+    def _header(self, reader: Any) -> list[str]:
         try:
             header = next(reader)
         except StopIteration:
@@ -275,7 +258,7 @@ class FileImport:
         except HeaderError as exc:
             raise ImportFileError(f"{self.path.name}: {exc}") from None
         self.summary.ignored_columns = mapped.ignored
-        return header, mapped
+        return header
 
     def _reject(self, rejects: RejectsFile, line: int, cells: list[str], reason: str) -> None:
         self.summary.rejected += 1
@@ -283,20 +266,20 @@ class FileImport:
             self.summary.rejections.append(RowRejection(line, reason))
         rejects.write(line, cells, reason)
 
-    def _record(self, chunk: _Chunk) -> None:
+    def _record(self, rows: list[tuple[int, Record]]) -> None:
         """Compare one chunk with the read model and record its new and changed rows."""
-        if not chunk.rows:
+        if not rows:
             return
         started = time.perf_counter()
         spec = self.spec
         lookup = spec.key_columns[0]
         with self.db.transaction() as tx:
-            known = existing_hashes(tx, spec.kind, (str(r[2][lookup]) for r in chunk.rows))
-        changed: dict[tuple[str, ...], Record] = {}
-        for _line, _cells, record in chunk.rows:
+            known = existing_hashes(tx, spec.kind, (str(r[1][lookup]) for r in rows))
+        changed: dict[tuple[str, ...], tuple[Record, str]] = {}
+        for _line, record in rows:
             key = spec.key(record)
             digest = row_hash(record)
-            before = self.pending.get(key) or known.get(key)
+            before = self._pending(key) or known.get(key)
             if before == digest:
                 self.summary.unchanged += 1
                 continue
@@ -306,7 +289,7 @@ class FileImport:
                 self.summary.updated += 1
             known[key] = digest
             changed.pop(key, None)
-            changed[key] = record
+            changed[key] = (record, digest)
         self.summary._timed("compare", started)
         if not changed:
             return
@@ -314,24 +297,40 @@ class FileImport:
         if self.aggregate is None:
             self.aggregate = PatientImport(spec.kind.value, self.path.name, self.now)
             self.summary.import_id = self.aggregate.id
-        self.aggregate.record_rows(spec.column_names, list(changed.values()))
-        self.pending.update((key, row_hash(record)) for key, record in changed.items())
+        self.aggregate.record_rows(spec.column_names, [r for r, _ in changed.values()])
+        self.pending.update((key, digest) for key, (_, digest) in changed.items())
         self.unsaved_chunks += 1
         self.summary._timed("record", started)
         if self.unsaved_chunks >= WINDOW_CHUNKS:
             self._flush()
 
-    def _flush(self) -> None:
-        """Store the recorded chunks in one go, then bring the read model up to date."""
+    def _pending(self, key: tuple[str, ...]) -> str | None:
+        """The hash this import last recorded for `key`, if the read model may not have it."""
+        found = self.pending.get(key)
+        for _, window in reversed(self.saved_windows):
+            if found is not None:
+                break
+            found = window.get(key)
+        return found
+
+    def _flush(self, last: bool = False) -> None:
+        """Store the recorded chunks in one go and have them projected in the background;
+        wait only when the projecting thread is a whole window behind (or at the end)."""
+        assert self.projector is not None
         if self.aggregate is not None and self.unsaved_chunks:
             started = time.perf_counter()
             self.store.save(self.aggregate)
             self.summary._timed("record", started)
-            started = time.perf_counter()
-            self.catch_up()
-            self.summary._timed("project", started)
+            self.windows += 1
+            self.saved_windows.append((self.windows, self.pending))
+            self.projector.request(self.windows)
         self.unsaved_chunks = 0
-        self.pending.clear()
+        self.pending = {}
+        started = time.perf_counter()
+        self.projector.wait_for(self.windows if last else self.windows - 1)
+        self.summary._timed("project", started)  # the time spent waiting for it
+        done = self.projector.done
+        self.saved_windows = [(n, w) for n, w in self.saved_windows if n > done]
 
     def _finish(self, wrote_rejects: bool) -> None:
         if not wrote_rejects and self.rejects_path.exists():

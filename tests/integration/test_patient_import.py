@@ -150,6 +150,35 @@ def test_line_numbers_count_physical_lines_and_bad_bytes_reject_only_their_row(
     assert b"Bo\xe9" in summary.rejects_file.read_bytes()  # the original bytes, kept
 
 
+def test_rows_checked_in_a_child_process_import_exactly_as_in_a_thread(
+        backend: Backend, tmp_path: Path) -> None:
+    # given a messy file: a multi-line cell, a blank line, bytes that are not UTF-8, a bad
+    # phone, a row with too many fields
+    path = tmp_path / "messy.csv"
+    path.write_bytes(
+        b"Patient ID,First Name,Last Name,DOB,Mobile,Address\n"
+        b"P1,Ann,Lee,1950-02-03,512-555-0101,\"1 Main St\nSuite 2\"\n"
+        b"\n"
+        b"P2,Bo\xe9,Ray,1960-01-01,,\n"
+        b"P3,Cy,Cole,1970-01-01,123,\n"
+        b"P4,Di,Fox,1980-01-01,,,extra\n"
+        b"P5,Ed,Gray,1990-01-01,(512) 555-0105,\n")
+    # when it is imported with its rows checked in a thread, then again in a child process
+    in_thread = backend.service.import_file("patients", path, tmp_path / "thread",
+                                            check_in_process=False)
+    thread_rejects = (tmp_path / "thread" / "messy.rejects.csv").read_bytes()
+    in_child = backend.service.import_file("patients", path, tmp_path / "child",
+                                           check_in_process=True)
+    # then both read the same rows, reject the same ones for the same reasons, write the
+    # same rejects file; the second finds the first's rows already there
+    assert [(r.line, r.reason) for r in in_child.rejections] \
+        == [(r.line, r.reason) for r in in_thread.rejections]
+    assert [r.line for r in in_thread.rejections] == [5, 6, 7]
+    assert (tmp_path / "child" / "messy.rejects.csv").read_bytes() == thread_rejects
+    assert (in_thread.rows, in_thread.new, in_thread.rejected) == (5, 2, 3)
+    assert (in_child.rows, in_child.unchanged, in_child.new, in_child.rejected) == (5, 2, 0, 3)
+
+
 def test_a_file_that_is_not_the_kind_asked_for_is_refused_whole(backend: Backend,
                                                                 tmp_path: Path) -> None:
     appointments = write_csv(tmp_path / "appointments.csv", APPOINTMENT_HEADER, [])

@@ -1,0 +1,225 @@
+"""Reading and checking the rows of an import file, beside the importing thread.
+
+Reading CSV and checking each cell is pure Python (about 40 µs a patient row); comparing,
+recording and projecting mostly wait on the databases. The two overlap:
+
+- a large file is checked in a child process, which has its own interpreter: the importing
+  thread never waits for the GIL after a database round trip (with a thread, each of the
+  dozen round trips per chunk could wait up to the 5 ms switch interval);
+- a small file is checked in a thread: starting an interpreter (~0.3 s) would cost more
+  than it saves.
+
+Either way the importing thread receives `CheckedChunk`s in file order, through a queue of
+a few chunks: memory stays bounded whatever the file size. Rejected rows travel with their
+original cells (for the rejects file); valid ones travel as canonical records only.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import IO, Any
+
+from domain.patients import (
+    CHUNK_ROWS,
+    SPECS,
+    ImportKind,
+    Record,
+    RowRejected,
+    map_header,
+    validate_row,
+)
+
+FIELD_SIZE_LIMIT = 1 << 20  # a 1 MB cell is a broken file, not a note
+# Files at least this big are checked in a child process (about 20,000 patient rows).
+PROCESS_MIN_BYTES = 4 << 20
+QUEUE_CHUNKS = 4
+
+
+def open_text(path: Path, mode: str) -> IO[str]:
+    # utf-8-sig drops a BOM if there is one; surrogateescape turns bytes that are not UTF-8
+    # into markers the row check rejects, so one bad row never stops the file, and the
+    # rejects file gets the original bytes back.
+    return open(path, mode, encoding="utf-8-sig" if "r" in mode else "utf-8",  # noqa: SIM115
+                errors="surrogateescape", newline="")
+
+
+@dataclass
+class CheckedChunk:
+    """Up to CHUNK_ROWS valid rows, and the rows rejected among them, in file order."""
+
+    valid: list[tuple[int, Record]] = field(default_factory=list)  # (line, record)
+    rejected: list[tuple[int, list[str], str]] = field(default_factory=list)  # line, cells, why
+
+    @property
+    def rows(self) -> int:
+        return len(self.valid) + len(self.rejected)
+
+
+def read_rows(reader: Any) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """(first line of the record, cells or None, csv error or None); blank lines skipped."""
+    last_line = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield last_line + 1, None, f"unreadable CSV: {exc}"
+            last_line = reader.line_num
+            continue
+        start, last_line = last_line + 1, reader.line_num
+        if cells and any(c.strip() for c in cells):
+            yield start, cells, None
+
+
+def check_file(path: Path, kind: ImportKind, today: date) -> Iterator[CheckedChunk]:
+    """The file's rows after its header, checked, in chunks. The header was checked by the
+    caller (map_header raised nothing there, so it raises nothing here)."""
+    csv.field_size_limit(min(FIELD_SIZE_LIMIT, sys.maxsize))
+    with open_text(path, "r") as source:
+        reader = csv.reader(source)
+        header_map = map_header(SPECS[kind], next(reader))
+        chunk = CheckedChunk()
+        for line, cells, error in read_rows(reader):
+            if cells is None:
+                chunk.rejected.append((line, [], str(error)))
+                continue
+            try:
+                chunk.valid.append((line, validate_row(header_map, cells, today)))
+            except RowRejected as exc:
+                chunk.rejected.append((line, cells, str(exc)))
+                continue
+            if len(chunk.valid) >= CHUNK_ROWS:
+                yield chunk
+                chunk = CheckedChunk()
+        if chunk.rows:
+            yield chunk
+
+
+class ImportReadError(Exception):
+    """Checking the rows failed in the reader (not a bad row: a bug or an I/O error)."""
+
+
+def _feed(chunks: Iterator[CheckedChunk], put: Callable[[Any], bool]) -> None:
+    """Send every chunk, then None; a failure is sent as its description."""
+    try:
+        for chunk in chunks:
+            if not put(chunk):
+                return
+        put(None)
+    except BaseException as exc:  # noqa: BLE001 - reported to the importing thread
+        put(f"{type(exc).__name__}: {exc}")
+
+
+class CheckedRows:
+    """Iterate over the checked chunks of a file; `close()` stops the reader early.
+
+    The child process is a fresh interpreter running this module (`python -m
+    application.import_rows FILE KIND DAY`) that writes pickled chunks to its stdout: no
+    multiprocessing start method, so a caller's script needs no `__main__` guard, and the
+    pipe's own buffer bounds memory (the child waits while the importer is busy).
+    """
+
+    def __init__(self, path: Path, kind: ImportKind, today: date,
+                 in_process: bool | None = None) -> None:
+        if in_process is None:
+            in_process = path.stat().st_size >= PROCESS_MIN_BYTES
+        self.in_process = in_process
+        self._closed = threading.Event()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        if in_process:
+            self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(path), kind.value, today.isoformat()],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._errors,
+                env={**os.environ, "PYTHONPATH": _python_path()})
+        else:
+            self._thread = threading.Thread(
+                target=_feed, args=(check_file(path, kind, today), self._put_local),
+                name="patients-import-reader", daemon=True)
+            self._thread.start()
+
+    def _put_local(self, item: Any) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self) -> Any:
+        if self._child is None:
+            return self._queue.get()
+        assert self._child.stdout is not None
+        try:
+            return pickle.load(self._child.stdout)
+        except (EOFError, pickle.UnpicklingError):
+            code = self._child.wait()
+            self._errors.seek(0)
+            last = self._errors.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+            raise ImportReadError(f"the reader process ended unexpectedly (exit code {code})"
+                                  + (f": {last[0]}" if last else "")) from None
+
+    def __iter__(self) -> Iterator[CheckedChunk]:
+        while True:
+            item = self._get()
+            if item is None:
+                return
+            if isinstance(item, str):
+                raise ImportReadError(item)
+            yield item if isinstance(item, CheckedChunk) else CheckedChunk(*item)
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._child is not None:
+            if self._child.poll() is None:
+                self._child.kill()
+            self._child.wait()
+            if self._child.stdout is not None:
+                self._child.stdout.close()
+            self._errors.close()
+        elif self._thread is not None:
+            self._thread.join()
+
+
+def _python_path() -> str:
+    """The parent's import path, so the child finds this package however it was installed."""
+    root = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join(dict.fromkeys([root, *(p for p in sys.path if p)]))
+
+
+def _child_main(argv: list[str]) -> int:
+    path, kind, day = argv
+    out = sys.stdout.buffer
+
+    def put(item: Any) -> bool:
+        # A chunk travels as plain lists: its class here would be __main__.CheckedChunk.
+        if isinstance(item, CheckedChunk):
+            item = (item.valid, item.rejected)
+        pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
+        return True
+
+    try:
+        _feed(check_file(Path(path), ImportKind(kind), date.fromisoformat(day)), put)
+        out.flush()
+    except BrokenPipeError:  # the importer stopped early (an error, or close())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))
