@@ -2,7 +2,8 @@
 
 Filter values only ever travel as parameters: quotes, `%`, `_` and any unicode match
 literally. Text is matched on Python-folded columns with instr()/strpos() (a plain
-substring test, no LIKE patterns to escape). The meaning of each predicate is the one in
+substring test, no LIKE patterns to escape); multi-valued fields (A&R, conditions, groups)
+on the patient row's joined items. The meaning of each predicate is the one in
 domain/lists_facts.py; property tests compare the two.
 
 Derived dates avoid per-patient subqueries where an index can answer instead:
@@ -34,6 +35,7 @@ from domain.lists import (
 from domain.patients import NOT_A_VISIT_STATUSES, UPCOMING_STATUSES, display_name
 from domain.patients_fields import fold
 from projections.db import Row, Tx
+from projections.patients import ITEM_SEPARATOR
 
 
 @dataclass
@@ -80,11 +82,12 @@ TEXT_FIELDS: dict[str, tuple[str, str]] = {
     "appointment_reminders_only": ("p.appointment_reminders_only", "NULL"),
 }
 
-# List fields: table, item column, extra restriction.
-LIST_FIELDS: dict[str, tuple[str, str, str]] = {
-    "conditions": ("conditions", "condition_f", ""),
-    "ar": ("care_gaps", "measure_f", " AND m.closed_on IS NULL"),
-    "group": ("patient_groups", "group_f", ""),
+# List fields: the patient row's column of folded items (projections/patients.py,
+# joined_items), so a filter is a substring test on one row, not a join.
+LIST_FIELDS: dict[str, str] = {
+    "conditions": "p.conditions_f",
+    "ar": "p.ar_f",
+    "group": "p.groups_f",
 }
 LIST_DISPLAY: dict[str, tuple[str, str, str]] = {
     "conditions": ("conditions", "condition", ""),
@@ -185,13 +188,16 @@ class Compiler:
         return self.negatable(Sql("(") + positive + Sql(")"), predicate.negate)
 
     def list_condition(self, key: str, predicate: Predicate) -> Sql:
-        table, column, extra = LIST_FIELDS[key]
-        exists = f"EXISTS (SELECT 1 FROM {table} m WHERE m.patient_id = p.patient_id{extra}"
+        column = LIST_FIELDS[key]
         if isinstance(predicate, Presence):
-            sql = Sql(exists + ")")
-            return sql if predicate.present else Sql(f"NOT {sql.text}")
+            return Sql(f"{column} IS {'NOT ' if predicate.present else ''}NULL")
         assert isinstance(predicate, TextMatch)
-        positive = Sql(exists + " AND ") + self.text_match(f"m.{column}", predicate) + Sql(")")
+        if predicate.exact:  # one whole item: between separators
+            match = Sql(f"{self.contains(column, 1)}",
+                        [ITEM_SEPARATOR + predicate.terms[0] + ITEM_SEPARATOR])
+        else:
+            match = self.text_match(column, predicate)
+        positive = Sql(f"({column} IS NOT NULL AND ") + match + Sql(")")
         return self.negatable(positive, predicate.negate)
 
     def _appointments(self, key: str) -> Sql:

@@ -7,22 +7,35 @@ tables. Besides the imported columns, rows carry what queries need precomputed:
   identical on SQLite, PostgreSQL and in the Python reference evaluator;
 - `mobile_n`/`home_n`: national digits of the phones (what staff type);
 - `sort_name`: last, first, middle as one index-friendly sort key;
-- `pcp_name`/`pcp_f`, `ar_count` (open care gaps) and `subscribed` (related to an active
-  subscriber: PCP, an appointment or billing history), computed when a patient is written
-  and refreshed for the touched patients whenever an appointment, care gap, billing row or
-  provider changes. Only facts in events feed them, never the clock, so a replay gives the
-  same values.
+- `pcp_name`/`pcp_f`, `ar_count`/`ar_f` (open care gaps), `conditions_f` and `subscribed`
+  (related to an active subscriber: PCP, an appointment or billing history), computed when
+  a patient is written and refreshed for the touched patients whenever an appointment, care
+  gap, condition, billing row or provider changes. Only facts in events feed them, never
+  the clock, so a replay gives the same values.
+
+Columns that filters, scope and sorting read come first: PostgreSQL and SQLite decode a
+row's columns left to right up to the last one a query needs, so a scan over a million
+patients that tests status, payor and mobile never walks the names, addresses and hashes.
+
+The multi-valued fields (open A&R measures, conditions, groups) are also kept on the row,
+folded, sorted and each between unit separators, U+001F (`joined_items`): a filter on
+them is a substring test on one column rather than a join with a table of a million
+items. Values never hold
+control characters (import checks) and neither do filter values, so a term cannot match
+across two items.
 
 Indexes are few on purpose: each one costs every imported row a B-tree insert. Those
-there serve the lists on a million patients: name order (first pages), age ranges counted
-from the index alone (date of birth + scope), the scope as a narrow partial index (semi-
-joins with care gaps, conditions, appointments read it instead of the wide table),
-appointment and care-gap predicates answered from covering indexes. Mobile serves STOP.
+there serve the lists on a million patients: name order and A&R-count order (first pages
+walk them), age ranges counted from the index alone (date of birth + scope), the scope as a
+narrow partial index (semi-joins with appointments read it instead of the wide table),
+appointment predicates answered from covering indexes (a patient's appointments by day,
+with their status: "next appointment" and "last visit" never read the table). Mobile serves STOP.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -46,19 +59,20 @@ from projections.preferences import OPT_OUTS_DDL
 OWN_DDL = """
 CREATE TABLE IF NOT EXISTS patients (
     patient_id TEXT PRIMARY KEY,
+    subscribed INTEGER NOT NULL DEFAULT 0, ar_count INTEGER NOT NULL DEFAULT 0,
+    ar_f TEXT, conditions_f TEXT, groups_f TEXT,
+    date_of_birth TEXT, status_f TEXT NOT NULL, payor_f TEXT, pcp_f TEXT, mobile_n TEXT,
+    email_f TEXT, home_n TEXT, language_f TEXT, care_manager_f TEXT, pcp_id TEXT,
+    appointment_reminders_only INTEGER NOT NULL DEFAULT 0, has_address INTEGER NOT NULL DEFAULT 0,
+    sort_name TEXT NOT NULL,
     first_name TEXT NOT NULL, middle_name TEXT, last_name TEXT NOT NULL,
-    date_of_birth TEXT, mobile TEXT, home_phone TEXT, email TEXT, status TEXT NOT NULL,
-    pcp_id TEXT, payor TEXT, care_manager TEXT, language TEXT,
-    appointment_reminders_only INTEGER NOT NULL DEFAULT 0,
+    mobile TEXT, home_phone TEXT, email TEXT, status TEXT NOT NULL,
+    payor TEXT, care_manager TEXT, language TEXT,
     address_line1 TEXT, address_line2 TEXT, city TEXT, state TEXT, postal_code TEXT,
     groups TEXT, row_hash TEXT NOT NULL,
-    patient_id_f TEXT NOT NULL, name_f TEXT NOT NULL, sort_name TEXT NOT NULL,
-    first_f TEXT NOT NULL, middle_f TEXT, last_f TEXT NOT NULL, email_f TEXT,
-    status_f TEXT NOT NULL, payor_f TEXT, care_manager_f TEXT, language_f TEXT, city_f TEXT,
-    state_f TEXT, postal_code_f TEXT, pcp_id_f TEXT, mobile_n TEXT, home_n TEXT,
-    has_address INTEGER NOT NULL DEFAULT 0,
-    pcp_name TEXT, pcp_f TEXT, ar_count INTEGER NOT NULL DEFAULT 0,
-    subscribed INTEGER NOT NULL DEFAULT 0
+    patient_id_f TEXT NOT NULL, name_f TEXT NOT NULL,
+    first_f TEXT NOT NULL, middle_f TEXT, last_f TEXT NOT NULL,
+    city_f TEXT, state_f TEXT, postal_code_f TEXT, pcp_id_f TEXT, pcp_name TEXT
 );
 CREATE INDEX IF NOT EXISTS patients_sort ON patients (sort_name, patient_id);
 CREATE INDEX IF NOT EXISTS patients_mobile ON patients (mobile);
@@ -66,6 +80,7 @@ DROP INDEX IF EXISTS patients_dob;
 DROP INDEX IF EXISTS patients_pcp;
 CREATE INDEX IF NOT EXISTS patients_dob_scope ON patients (date_of_birth, subscribed);
 CREATE INDEX IF NOT EXISTS patients_in_scope ON patients (patient_id) WHERE subscribed = 1;
+CREATE INDEX IF NOT EXISTS patients_ar_order ON patients (ar_count DESC, sort_name, patient_id);
 CREATE TABLE IF NOT EXISTS patient_groups (
     patient_id TEXT NOT NULL, group_name TEXT NOT NULL, group_f TEXT NOT NULL,
     PRIMARY KEY (patient_id, group_f)
@@ -77,7 +92,9 @@ CREATE TABLE IF NOT EXISTS appointments (
     row_hash TEXT NOT NULL, provider_id_f TEXT NOT NULL, facility_f TEXT, type_f TEXT,
     status_f TEXT NOT NULL, notes_f TEXT
 );
-CREATE INDEX IF NOT EXISTS appointments_patient ON appointments (patient_id, starts_at);
+DROP INDEX IF EXISTS appointments_patient;
+CREATE INDEX IF NOT EXISTS appointments_patient_when
+    ON appointments (patient_id, starts_at, status_f);
 DROP INDEX IF EXISTS appointments_starts;
 CREATE INDEX IF NOT EXISTS appointments_when ON appointments (starts_at, status_f, patient_id);
 CREATE INDEX IF NOT EXISTS appointments_provider ON appointments (provider_id);
@@ -101,6 +118,7 @@ CREATE TABLE IF NOT EXISTS conditions (
     patient_id TEXT NOT NULL, condition TEXT NOT NULL, condition_f TEXT NOT NULL,
     row_hash TEXT NOT NULL, PRIMARY KEY (patient_id, condition_f)
 );
+
 CREATE TABLE IF NOT EXISTS billing (
     patient_id TEXT NOT NULL, provider_id TEXT NOT NULL, row_hash TEXT NOT NULL,
     PRIMARY KEY (patient_id, provider_id)
@@ -122,8 +140,10 @@ PATIENT_TABLE_COLUMNS = (
     "postal_code", "groups", "row_hash", "patient_id_f", "name_f", "sort_name", "first_f",
     "middle_f", "last_f", "email_f", "status_f", "payor_f", "care_manager_f", "language_f",
     "city_f", "state_f", "postal_code_f", "pcp_id_f", "mobile_n", "home_n", "has_address",
+    "groups_f",
 )
-DERIVED_COLUMNS = ("pcp_name", "pcp_f", "ar_count", "subscribed")
+DERIVED_COLUMNS = ("pcp_name", "pcp_f", "ar_count", "ar_f", "conditions_f", "subscribed")
+ITEM_SEPARATOR = "\x1f"
 APPOINTMENT_TABLE_COLUMNS = (
     "appointment_id", "patient_id", "starts_at", "provider_id", "facility", "type", "status",
     "notes", "row_hash", "provider_id_f", "facility_f", "type_f", "status_f", "notes_f",
@@ -137,6 +157,15 @@ def _f(value: str | None) -> str | None:
     return None if value is None else fold(value)
 
 
+def joined_items(folded: Iterable[str]) -> str | None:
+    """Folded items of a multi-valued field as one column: sorted, distinct, each between
+    unit separators (U+001F, before the first and after each); None when there are none."""
+    items = sorted(set(folded))
+    if not items:
+        return None
+    return ITEM_SEPARATOR + ITEM_SEPARATOR.join(items) + ITEM_SEPARATOR
+
+
 def batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -147,9 +176,16 @@ def placeholders(count: int) -> str:
 
 
 def member(tx: Tx, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-    """`column` is one of `values`: one array parameter on PostgreSQL (a 1,000-placeholder
-    IN list costs more to parse and plan than to run), placeholders on SQLite."""
+    """`column` is one of `values`: placeholders on SQLite. On PostgreSQL one parameter
+    (a 1,000-placeholder IN list costs more to parse and plan than to run): the values
+    joined by U+001F and split by the server, which is far cheaper than having the driver
+    encode a list of 1,000 strings as an array (identifiers never hold control characters;
+    other values go as an array)."""
     if _postgres_connection(tx) is not None:
+        texts = [str(v) for v in values]
+        if all(isinstance(v, str) and ITEM_SEPARATOR not in v for v in values):
+            return f"{column} = ANY(string_to_array(?, chr(31)))", \
+                [ITEM_SEPARATOR.join(texts)]
         return f"{column} = ANY(?)", [list(values)]
     return f"{column} IN ({placeholders(len(values))})", list(values)
 
@@ -160,14 +196,26 @@ def _postgres_connection(tx: Tx) -> Any | None:
     return None if conn is None or isinstance(conn, sqlite3.Connection) else conn
 
 
+def existing_keys(tx: Tx, table: str, column: str, values: Sequence[Any]) -> set[Any]:
+    """Which of `values` the table already holds in `column` (its one-column key)."""
+    found: set[Any] = set()
+    for chunk in batches(values, ID_BATCH):
+        where, params = member(tx, column, chunk)
+        found.update(r[0] for r in tx.fetchall(f"SELECT {column} FROM {table} WHERE {where}",
+                                               params))
+    return found
+
+
 def upsert(
     tx: Tx, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-    key: Sequence[str], update: bool = True,
+    key: Sequence[str], update: bool = True, existing: set[Any] | None = None,
 ) -> None:
     """INSERT … ON CONFLICT for many rows. SQLite: one prepared statement run per row.
-    PostgreSQL: COPY into a session-local staging table, then one INSERT … SELECT (several
-    times faster than a statement per row or a giant VALUES list, which takes long to plan).
-    Rows must have distinct keys (PostgreSQL refuses to upsert a row twice in a statement)."""
+    PostgreSQL: new keys (one-column keys) by COPY straight into the table; the rest by COPY
+    into a session-local staging table, then one INSERT … SELECT (several times faster than
+    a statement per row or a giant VALUES list, which takes long to plan).
+    Rows must have distinct keys (PostgreSQL refuses to upsert a row twice in a statement).
+    `existing`: the keys already in the table, when the caller knows them."""
     if not rows:
         return
     names = ", ".join(columns)
@@ -181,6 +229,21 @@ def upsert(
         tx.executemany(
             f"INSERT INTO {table} ({names}) VALUES ({placeholders(len(columns))}){conflict}", rows)
         return
+    if len(key) == 1:
+        # Rows whose key the table does not hold yet go straight in with COPY (the bulk of a
+        # first import); only the others take the staging table and ON CONFLICT.
+        position = list(columns).index(key[0])
+        found = existing if existing is not None else existing_keys(
+            tx, table, key[0], [row[position] for row in rows])
+        fresh = [row for row in rows if row[position] not in found]
+        if fresh:
+            with conn.cursor() as cursor, \
+                    cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in fresh:
+                    copy.write_row(row)
+        rows = [row for row in rows if row[position] in found]
+        if not rows or not update:
+            return
     stage = f"stage_{table}"
     conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS")
     with conn.cursor() as cursor, cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
@@ -188,6 +251,30 @@ def upsert(
             copy.write_row(row)
     conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}{conflict}")
     conn.execute(f"DELETE FROM {stage}")  # the same transaction may stage again
+
+
+def update_rows(tx: Tx, table: str, key: str, columns: Sequence[str],
+                rows: Sequence[Sequence[Any]]) -> None:
+    """UPDATE `columns` of many rows found by `key`; each row is (*values, key value).
+    SQLite: one prepared statement run per row. PostgreSQL: COPY into a staging table,
+    then one UPDATE … FROM (a statement per row costs a round trip and a plan each)."""
+    if not rows:
+        return
+    conn = _postgres_connection(tx)
+    if conn is None:
+        sets = ", ".join(f"{c} = ?" for c in columns)
+        tx.executemany(f"UPDATE {table} SET {sets} WHERE {key} = ?", rows)
+        return
+    names = ", ".join((*columns, key))
+    stage = f"stage_update_{table}_{zlib.crc32(names.encode()):08x}"  # one per column set
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {names} FROM {table}"
+                 " WITH NO DATA")
+    with conn.cursor() as cursor, cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    sets = ", ".join(f"{c} = s.{c}" for c in columns)
+    conn.execute(f"UPDATE {table} t SET {sets} FROM {stage} s WHERE t.{key} = s.{key}")
+    conn.execute(f"DELETE FROM {stage}")
 
 
 def _unique_last(rows: Iterable[tuple[tuple[Any, ...], Sequence[Any]]]) -> list[Sequence[Any]]:
@@ -246,17 +333,22 @@ def _providers(tx: Tx, provider_ids: Sequence[str]) -> dict[str, tuple[str, str,
 
 
 def derive(tx: Tx, patients: Sequence[tuple[str, str | None]]) -> dict[str, tuple[Any, ...]]:
-    """(pcp_name, pcp_f, ar_count, subscribed) of each (patient id, pcp id), computed from
+    """The DERIVED_COLUMNS of each (patient id, pcp id), computed from
     indexed lookups (one query per table per chunk) rather than correlated subqueries,
     whose plans go wrong while a bulk load leaves the planner's statistics stale."""
     ids = [pid for pid, _ in patients]
     related: dict[str, set[str]] = {pid: {pcp} if pcp else set() for pid, pcp in patients}
-    gaps: dict[str, int] = {}
+    gaps: dict[str, list[str]] = {}
+    conditions: dict[str, list[str]] = {}
     for chunk in batches(ids, ID_BATCH):
         where, params = member(tx, "patient_id", chunk)
-        gaps.update((str(pid), int(n)) for pid, n in tx.fetchall(
-            f"SELECT patient_id, COUNT(*) FROM care_gaps WHERE {where}"
-            " AND closed_on IS NULL GROUP BY patient_id", params))
+        for pid, measure in tx.fetchall(
+                f"SELECT patient_id, measure_f FROM care_gaps WHERE {where}"
+                " AND closed_on IS NULL", params):
+            gaps.setdefault(str(pid), []).append(str(measure))
+        for pid, condition in tx.fetchall(
+                f"SELECT patient_id, condition_f FROM conditions WHERE {where}", params):
+            conditions.setdefault(str(pid), []).append(str(condition))
         for table in ("appointments", "billing"):
             for pid, provider in tx.fetchall(
                     f"SELECT DISTINCT patient_id, provider_id FROM {table} WHERE {where}",
@@ -267,9 +359,11 @@ def derive(tx: Tx, patients: Sequence[tuple[str, str | None]]) -> dict[str, tupl
     for pid, pcp in patients:
         pcp_provider = providers.get(pcp) if pcp else None
         subscribed = any(providers.get(p, ("", "", 0))[2] for p in related[pid])
+        open_gaps = gaps.get(pid, ())
         derived[pid] = (pcp_provider[0] if pcp_provider else None,
                         pcp_provider[1] if pcp_provider else _f(pcp),
-                        gaps.get(pid, 0), int(subscribed))
+                        len(open_gaps), joined_items(open_gaps),
+                        joined_items(conditions.get(pid, ())), int(subscribed))
     return derived
 
 
@@ -287,9 +381,7 @@ def refresh_patients(tx: Tx, patient_ids: Iterable[str]) -> None:
         fresh = derive(tx, [(pid, pcp) for pid, pcp, _ in current.values()])
         changed = [(*fresh[pid], pid) for pid, (_, _, now) in current.items()
                    if tuple(fresh[pid]) != now]
-        if changed:
-            sets = ", ".join(f"{c} = ?" for c in DERIVED_COLUMNS)
-            tx.executemany(f"UPDATE patients SET {sets} WHERE patient_id = ?", changed)
+        update_rows(tx, "patients", "patient_id", DERIVED_COLUMNS, changed)
 
 
 # -- one writer per kind of file -----------------------------------------------------------
@@ -317,16 +409,19 @@ def _patient_row(record: Record) -> tuple[Any, ...]:
         sort_name(first, middle, last), fold(str(first)), _f(middle), fold(str(last)), _f(email),
         fold(str(status)), _f(payor), _f(care_manager), _f(language), _f(city), _f(state),
         _f(postal), _f(pcp_id), national_digits(mobile), national_digits(home), has_address,
+        joined_items(fold(g) for g in split_names(groups, "group")),
     )
 
 
 def write_patients(tx: Tx, records: Sequence[Record]) -> dict[str, int]:
     rows = _unique_last(((r[0],), _patient_row(r)) for r in records)
+    ids = [str(row[0]) for row in rows]
+    known = existing_keys(tx, "patients", "patient_id", ids)
     derived = derive(tx, [(str(r[0]), r[9]) for r in rows])
     upsert(tx, "patients", PATIENT_TABLE_COLUMNS + DERIVED_COLUMNS,
-           [(*row, *derived[str(row[0])]) for row in rows], ("patient_id",))
-    ids = [str(row[0]) for row in rows]
-    for chunk in batches(ids, ID_BATCH):
+           [(*row, *derived[str(row[0])]) for row in rows], ("patient_id",), existing=known)
+    # A new patient has no groups to replace.
+    for chunk in batches(sorted(known), ID_BATCH):
         where, params = member(tx, "patient_id", chunk)
         tx.execute(f"DELETE FROM patient_groups WHERE {where}", params)
     group_rows = [(pid, name, fold(name)) for pid, groups in ((r[0], r[19]) for r in rows)
@@ -391,6 +486,7 @@ def write_conditions(tx: Tx, records: Sequence[Record]) -> dict[str, int]:
                         for r in records)
     upsert(tx, "conditions", ("patient_id", "condition", "condition_f", "row_hash"), rows,
            ("patient_id", "condition_f"))
+    refresh_patients(tx, (str(r[0]) for r in rows))
     return {"conditions": len(rows)}
 
 
@@ -449,6 +545,12 @@ class PatientsProjection(Projection):
     # once it has grown by half since we last did (at least ANALYZE_ROWS rows): a handful of
     # sampling passes over a million-row load. Only plans depend on it, never data.
     ANALYZE_ROWS = 5_000
+    # Only the columns the import's lookups filter on: sampling them is far cheaper than
+    # the whole wide row, and list queries get full statistics from autovacuum.
+    ANALYZE_COLUMNS = {"patients": "patient_id", "patient_groups": "patient_id",
+                       "appointments": "appointment_id, patient_id", "care_gaps": "patient_id",
+                       "conditions": "patient_id", "billing": "patient_id",
+                       "providers": "provider_id"}
 
     def __init__(self) -> None:
         self._grown: dict[str, int] = {}
@@ -464,7 +566,8 @@ class PatientsProjection(Projection):
             self._analyzed_at[table] = self._known_rows(tx, table)
         self._grown[table] = self._grown.get(table, 0) + rows
         if self._grown[table] >= max(self.ANALYZE_ROWS, self._analyzed_at[table] // 2):
-            tx.execute(f"ANALYZE {table}")
+            columns = self.ANALYZE_COLUMNS.get(table)
+            tx.execute(f"ANALYZE {table} ({columns})" if columns else f"ANALYZE {table}")
             self._analyzed_at[table] = self._known_rows(tx, table)
             self._grown[table] = 0
 

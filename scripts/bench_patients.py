@@ -40,7 +40,10 @@ from projections.db import Database, open_database
 
 NOW = datetime(2025, 3, 10, 15, 0, tzinfo=UTC)
 TODAY = date(2025, 3, 10)
-KINDS = ("providers", "patients", "appointments", "care-gaps", "conditions", "billing")
+# A first load imports patients last: each patient row is then written once, with its
+# derived columns (scope, A&R, conditions) already known, instead of rewritten by every
+# later file (docs/patients.md).
+KINDS = ("providers", "appointments", "care-gaps", "conditions", "billing", "patients")
 
 
 class Report(Protocol):
@@ -105,33 +108,29 @@ def _cases() -> list[Case]:
              build_query(filters=["A&R|contains|Influenza",
                                   "Next Appointment Date|not in one month"],
                          sort=["A&R Count:desc", "Patient Name"]),
-             "SELECT COUNT(*) FROM patients p WHERE p.subscribed = 1 AND EXISTS (SELECT 1 FROM"
-             " care_gaps g WHERE g.patient_id = p.patient_id AND g.closed_on IS NULL AND"
-             " g.measure_f LIKE '%influenza%') AND NOT EXISTS (SELECT 1 FROM appointments a"
+             "SELECT COUNT(*) FROM patients p WHERE p.subscribed = 1 AND p.ar_f LIKE"
+             " '%influenza%' AND NOT EXISTS (SELECT 1 FROM appointments a"
              " WHERE a.patient_id = p.patient_id AND a.starts_at >= ? AND a.starts_at < ?"
-             " AND a.status IN ('Scheduled', 'Confirmed'))",
-             f"SELECT {patient_columns} FROM patients p WHERE p.subscribed = 1 AND EXISTS"
-             " (SELECT 1 FROM care_gaps g WHERE g.patient_id = p.patient_id AND g.closed_on IS"
-             " NULL AND g.measure_f LIKE '%influenza%') AND NOT EXISTS (SELECT 1 FROM"
+             " AND a.status_f IN ('scheduled', 'confirmed'))",
+             f"SELECT {patient_columns} FROM patients p WHERE p.subscribed = 1 AND p.ar_f LIKE"
+             " '%influenza%' AND NOT EXISTS (SELECT 1 FROM"
              " appointments a WHERE a.patient_id = p.patient_id AND a.starts_at >= ? AND"
-             " a.starts_at < ? AND a.status IN ('Scheduled', 'Confirmed'))"
+             " a.starts_at < ? AND a.status_f IN ('scheduled', 'confirmed'))"
              " ORDER BY p.ar_count DESC, p.sort_name, p.patient_id LIMIT 50",
              (today, in_a_month)),
         Case("filters: diabetes, age 40-75, email, visit in last year",
              build_query(filters=["Conditions|contains|diabetes", "Age|between|40..75",
                                   "Email|is not empty", "Last Visit|in last 365 days"]),
-             "SELECT COUNT(*) FROM patients p WHERE p.subscribed = 1 AND EXISTS (SELECT 1 FROM"
-             " conditions c WHERE c.patient_id = p.patient_id AND c.condition_f LIKE"
-             " '%diabetes%') AND p.date_of_birth > ? AND p.date_of_birth <= ? AND p.email IS"
+             "SELECT COUNT(*) FROM patients p WHERE p.subscribed = 1 AND p.conditions_f LIKE"
+             " '%diabetes%' AND p.date_of_birth > ? AND p.date_of_birth <= ? AND p.email IS"
              " NOT NULL AND EXISTS (SELECT 1 FROM appointments a WHERE a.patient_id ="
-             " p.patient_id AND a.starts_at >= ? AND a.starts_at < ? AND a.status NOT IN"
-             " ('Canceled', 'Rescheduled', 'No-Show'))",
-             f"SELECT {patient_columns} FROM patients p WHERE p.subscribed = 1 AND EXISTS"
-             " (SELECT 1 FROM conditions c WHERE c.patient_id = p.patient_id AND c.condition_f"
-             " LIKE '%diabetes%') AND p.date_of_birth > ? AND p.date_of_birth <= ? AND"
-             " p.email IS NOT NULL AND EXISTS (SELECT 1 FROM appointments a WHERE"
+             " p.patient_id AND a.starts_at >= ? AND a.starts_at < ? AND a.status_f NOT IN"
+             " ('canceled', 'rescheduled', 'no-show'))",
+             f"SELECT {patient_columns} FROM patients p WHERE p.subscribed = 1 AND"
+             " p.conditions_f LIKE '%diabetes%' AND p.date_of_birth > ? AND p.date_of_birth"
+             " <= ? AND p.email IS NOT NULL AND EXISTS (SELECT 1 FROM appointments a WHERE"
              " a.patient_id = p.patient_id AND a.starts_at >= ? AND a.starts_at < ? AND"
-             " a.status NOT IN ('Canceled', 'Rescheduled', 'No-Show'))"
+             " a.status_f NOT IN ('canceled', 'rescheduled', 'no-show'))"
              " ORDER BY p.sort_name, p.patient_id LIMIT 50",
              ("1949-03-10", "1985-03-10", "2024-03-10", today)),
     ]
