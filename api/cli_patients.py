@@ -371,15 +371,29 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
         out_file: Annotated[Path | None, typer.Option(
             "--out", help="Write the patient ids here (for `campaign create --patients`).")]
         = None,
+        ids_file: Annotated[Path | None, typer.Option(
+            "--ids", help="Only these patients (one id a line), chosen from the list: ids "
+                          "not on it are left out.")] = None,
         user: UserOpt = None,
     ) -> None:
-        """Check a whole list as a campaign audience (size cap, removals, contacts)."""
+        """Check a whole list, or patients chosen from it, as a campaign audience (size cap,
+        removals, contacts)."""
+        chosen: list[str] | None = None
+        if ids_file is not None:
+            try:
+                text = ids_file.read_text(encoding="utf-8-sig")
+            except OSError as exc:
+                raise typer.BadParameter(f"cannot read {ids_file}: {exc.strerror or exc}",
+                                         param_hint="--ids") from None
+            chosen = [line.strip() for line in text.splitlines() if line.strip()]
         with service() as patients:
             query = query_from(patients, user or default_user(), view, filters or [], [], [],
                                focus, provider or [], group or [])
             check = patients.audience_from(
-                query, Channel(channel), remove_inactive=not keep_inactive,
-                remove_appointment_reminders_only=not keep_reminders_only)
+                query if chosen is None else chosen, Channel(channel),
+                remove_inactive=not keep_inactive,
+                remove_appointment_reminders_only=not keep_reminders_only,
+                within=None if chosen is None else query)
         out.print(f"selected {check.selected:,}; audience {check.size:,} (cap {check.cap:,})",
                   markup=False)
         for message in check.messages:

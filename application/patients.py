@@ -41,7 +41,7 @@ from domain.patients import ImportKind
 from domain.patients_fields import fold
 from projections.base import Projection
 from projections.db import Database, Tx
-from projections.patient_queries import fetch_page
+from projections.patient_queries import Compiler, fetch_page, resolve_scope
 from projections.patient_search import PatientHit, PatientSummary, search, summary
 from projections.patients import PatientsProjection
 from projections.patients_views import PageViewsProjection
@@ -124,13 +124,16 @@ class PatientService:
     # -- imports -----------------------------------------------------------------------------
 
     def import_file(self, kind: str | ImportKind, path: Path,
-                    rejects_dir: Path | None = None) -> ImportSummary:
+                    rejects_dir: Path | None = None, *,
+                    check_in_process: bool | None = None) -> ImportSummary:
         """Import one CSV file. Raises ImportFileError when the file cannot be read at all
-        or its header does not fit `kind`; bad rows are reported, never fatal."""
+        or its header does not fit `kind`; bad rows are reported, never fatal. Rows are
+        checked in a child process for large files (`check_in_process` None: by size)."""
         import_kind = kind if isinstance(kind, ImportKind) else ImportKind.parse(kind)
         return FileImport(
             self.store, self.db, lambda: catch_up(self.store, self.db, [self.patients_projection]),
             import_kind, Path(path), rejects_dir, self.today(), self.clock.now(),
+            check_in_process,
         ).run()
 
     # -- lists -------------------------------------------------------------------------------
@@ -274,8 +277,10 @@ class PatientService:
     def audience_from(
         self, selection: ListQuery | Sequence[str], channel: Channel | str, *,
         remove_inactive: bool = True, remove_appointment_reminders_only: bool = True,
+        within: ListQuery | None = None,
     ) -> AudienceCheck:
-        """Check a selection (a whole list, or chosen patient ids) for a campaign."""
+        """Check a selection (a whole list, or chosen patient ids) for a campaign. Chosen
+        ids are checked against the list they were chosen from (`within`) when given."""
         chosen_channel = Channel(channel)
         cap = self.settings.campaign_size_cap
         with self._reading() as tx:
@@ -283,8 +288,10 @@ class PatientService:
                 check = check_list(tx, self.db.dialect, selection, self.today(), chosen_channel,
                                    cap, remove_inactive, remove_appointment_reminders_only)
             else:
+                members = None if within is None else Compiler(
+                    self.db.dialect, self.today()).members(within, resolve_scope(tx, within))
                 check = check_ids(tx, list(selection), chosen_channel, cap, remove_inactive,
-                                  remove_appointment_reminders_only)
+                                  remove_appointment_reminders_only, members)
         log.info("patients.audience", channel=chosen_channel.value, selected=check.selected,
                  size=check.size, over_cap=check.over_cap)
         return check

@@ -32,7 +32,7 @@ CONTACT_WORDS = {
 class AudienceCheck:
     channel: Channel
     selected: int  # distinct patients selected
-    unknown: int  # chosen ids not in the patient list
+    unknown: int  # chosen ids not in the patient list (or not on the list chosen from)
     inactive: int  # of the selected, Inactive
     appointment_reminders_only: int  # of the selected, appointment-reminders-only
     removed_inactive: int
@@ -113,26 +113,31 @@ def check_list(tx: Tx, dialect: str, query: ListQuery, today: date, channel: Cha
 
 
 def check_ids(tx: Tx, patient_ids: Sequence[str], channel: Channel, cap: int,
-              remove_inactive: bool, remove_reminders_only: bool) -> AudienceCheck:
-    """Patients chosen one by one (order kept, repeats ignored)."""
+              remove_inactive: bool, remove_reminders_only: bool,
+              within: Sql | None = None) -> AudienceCheck:
+    """Patients chosen one by one (order kept, repeats ignored). With `within` (the SQL of a
+    list's members), only the chosen patients on that list count: staff choose from a list,
+    and an id from elsewhere (a typo, another provider's patient) must not slip in."""
     chosen = list(dict.fromkeys(patient_ids))
     kept = _kept(remove_inactive, remove_reminders_only)
+    on_list = Sql("") if within is None else Sql(" AND p.patient_id IN (") + within + Sql(")")
     totals = [0] * 6
     reachable: set[str] = set()
     for chunk in batches(chosen, ID_BATCH):
-        where = f"p.patient_id IN ({placeholders(len(chunk))})"
-        _add(totals, tx.fetchone(_count_sql(channel, kept) + where, chunk))
+        where = Sql(f"p.patient_id IN ({placeholders(len(chunk))})", list(chunk)) + on_list
+        _add(totals, tx.fetchone(_count_sql(channel, kept) + where.text, where.params))
         reachable.update(str(r[0]) for r in tx.fetchall(
-            f"SELECT p.patient_id FROM patients p WHERE {where} AND {kept}"
-            f" AND {CONTACT_PRESENT[channel]}", chunk))
+            f"SELECT p.patient_id FROM patients p WHERE {where.text} AND {kept}"
+            f" AND {CONTACT_PRESENT[channel]}", where.params))
     counts = _Counts(*totals)
     ids = [pid for pid in chosen if pid in reachable] if counts.reachable <= cap else []
     return _result(channel, counts, len(chosen) - counts.selected, ids, cap, remove_inactive,
-                   remove_reminders_only)
+                   remove_reminders_only, on_a_list=within is not None)
 
 
 def _result(channel: Channel, counts: _Counts, unknown: int, ids: list[str], cap: int,
-            remove_inactive: bool, remove_reminders_only: bool) -> AudienceCheck:
+            remove_inactive: bool, remove_reminders_only: bool,
+            on_a_list: bool = False) -> AudienceCheck:
     removed_inactive = counts.inactive if remove_inactive else 0
     removed_reminders = 0
     if remove_reminders_only:
@@ -140,7 +145,8 @@ def _result(channel: Channel, counts: _Counts, unknown: int, ids: list[str], cap
             else counts.reminders_only
     messages: list[str] = []
     if unknown:
-        messages.append(f"{unknown:,} chosen patient ids are not in the patient list.")
+        where = "on this list" if on_a_list else "in the patient list"
+        messages.append(f"{unknown:,} chosen patient ids are not {where}: left out.")
     if counts.inactive:
         messages.append(f"{counts.inactive:,} patients are Inactive: "
                         + ("removed." if remove_inactive else "kept, as you chose."))

@@ -139,3 +139,20 @@ def test_patient_search_and_audience(cli: PatientCli, tmp_path: Path) -> None:
                    str(tmp_path / "ids.txt"))
     assert audience.exit_code == 0, audience.output
     assert (tmp_path / "ids.txt").read_text() == "P2\nP1\n"  # list order: "[ray]" < "lee"
+
+
+def test_patients_chosen_from_a_list_are_checked_against_it(cli: PatientCli,
+                                                            tmp_path: Path) -> None:
+    # given the practice, and ids chosen from the Medicare list plus one that is not on it
+    for kind, path in _files(tmp_path / "in").items():
+        run(cli, "import", kind, str(path))
+    chosen = tmp_path / "chosen.txt"
+    chosen.write_text("P1\nP2\nNOPE\n", encoding="utf-8")
+    # when they are checked as a text audience from the list "Payor contains Medicare"
+    result = run(cli, "patients", "audience", "--channel", "text", "--filter",
+                 "Payor|contains|Medicare", "--ids", str(chosen), "--out",
+                 str(tmp_path / "ids.txt"))
+    # then only the chosen patients on that list are kept; the others are left out, counted
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ids.txt").read_text() == "P1\n"
+    assert "2 chosen patient ids are not on this list: left out." in result.output

@@ -346,6 +346,19 @@ def test_chosen_patients_keep_their_order_and_unknown_ids_are_counted(practice: 
     assert (check.selected, check.unknown, check.removed_inactive) == (3, 1, 1)
 
 
+def test_chosen_patients_must_be_on_the_list_they_were_chosen_from(practice: Backend) -> None:
+    # given the list of D2's patients (P01, P02, P06) and ids chosen from it, plus P04 (on
+    # another provider's list) and P08 (whose PCP is inactive: on no list at all)
+    d2 = build_query(providers=["D2"])
+    # when the chosen ids are checked against that list
+    check = practice.service.audience_from(["P02", "P04", "P01", "P08"], Channel.TEXT,
+                                           within=d2)
+    # then only the ones on it are kept, and the others are counted and named as left out
+    assert check.patient_ids == ("P02", "P01")
+    assert (check.selected, check.unknown) == (2, 2)
+    assert "2 chosen patient ids are not on this list: left out." in check.messages
+
+
 def test_an_appointment_list_gives_each_patient_once(practice: Backend) -> None:
     # A1 and A7 are both Ann's; A3 (Cy) and A5 (Fay) count too, but they have no mobile
     query = build_query(focus=Focus.APPOINTMENT, filters=["Appt Date/Time|in next 7 days"])
