@@ -1,6 +1,7 @@
 """Benchmarks: each figure next to a raw baseline measured in the same run, and their ratio.
 
     python -m scripts.benchmarks [--quick] [--only kafka appends activation patients]
+                                 [--patients N]
 
 Benchmarks are not tests: nothing here asserts a timing. Every figure is printed beside the
 same work done with the bare client library (kafka-python, psycopg, one batched save), and
@@ -34,7 +35,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -531,9 +532,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (< 2 minutes)")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME",
                         help=f"run only these: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--patients", type=int, metavar="N",
+                        help="patients for the patients benchmark (1000000: the issue's scale)")
     args = parser.parse_args(argv)
     quiet()
     sizes = QUICK if args.quick else DEFAULT
+    if args.patients:
+        sizes = replace(sizes, list_patients=args.patients)
     chosen = args.only or list(BENCHMARKS)
     report = Report()
     started = time.perf_counter()

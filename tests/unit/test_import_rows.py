@@ -1,0 +1,69 @@
+"""Reading and checking an import file beside the importer: the child process and the thread
+give the same chunks, and stopping early never leaves a reader behind."""
+
+from __future__ import annotations
+
+import csv
+import signal
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from application.import_rows import CheckedRows, ImportReadError
+from domain.patients import CHUNK_ROWS, ImportKind
+
+TODAY = date(2025, 3, 10)
+HEADER = ["Patient ID", "First Name", "Last Name", "DOB", "Mobile"]
+
+
+def _file(path: Path, rows: int) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(HEADER)
+        for n in range(rows):
+            # every 7th row has an impossible date: rejected with its line number
+            born = "1970-02-30" if n % 7 == 3 else "1970-01-01"
+            writer.writerow([f"P{n}", "Ann", "Lee", born, f"512-555-{n % 10000:04d}"])
+    return path
+
+
+@pytest.mark.parametrize("in_process", [False, True])
+def test_chunks_hold_every_row_once_in_file_order(tmp_path: Path, in_process: bool) -> None:
+    # given a file of 2,500 rows, some of them bad
+    path = _file(tmp_path / "patients.csv", 2500)
+    # when its rows are checked in a thread or in a child process
+    reader = CheckedRows(path, ImportKind.PATIENTS, TODAY, in_process)
+    try:
+        chunks = list(reader)
+    finally:
+        reader.close()
+    # then valid rows come in full chunks, every row exactly once, lines in file order
+    assert reader.in_process is in_process
+    assert [len(c.valid) for c in chunks] == [CHUNK_ROWS, CHUNK_ROWS, 2500 - 2 * CHUNK_ROWS
+                                              - sum(len(c.rejected) for c in chunks)]
+    lines = sorted([line for c in chunks for line, _ in c.valid]
+                   + [line for c in chunks for line, _, _ in c.rejected])
+    assert lines == list(range(2, 2502))
+    first_bad = chunks[0].rejected[0]
+    assert first_bad[0] == 5 and first_bad[1][0] == "P3" and "not a real date" in first_bad[2]
+
+
+def test_closing_early_stops_the_child_process(tmp_path: Path) -> None:
+    # given a child process checking a file far larger than the pipe holds
+    path = _file(tmp_path / "big.csv", 30_000)
+    reader = CheckedRows(path, ImportKind.PATIENTS, TODAY, in_process=True)
+    # when the importer takes one chunk and stops (as it does when the database fails)
+    next(iter(reader))
+    reader.close()
+    # then the child was stopped (killed mid-file), not left blocked on a full pipe
+    assert reader._child is not None and reader._child.returncode == -signal.SIGKILL
+
+
+def test_a_reader_that_fails_is_reported_not_waited_for(tmp_path: Path) -> None:
+    # given a child process asked to read something that is not a file
+    reader = CheckedRows(tmp_path, ImportKind.PATIENTS, TODAY, in_process=True)
+    # when the importer reads from it, then it hears why, at once
+    with pytest.raises(ImportReadError, match="IsADirectoryError"):
+        list(reader)
+    reader.close()
