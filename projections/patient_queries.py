@@ -133,13 +133,21 @@ class Compiler:
         return Sql(f"NOT ({positive.text})", positive.params) if negate else positive
 
     @staticmethod
-    def day_range(column: str, low: date | None, high: date | None) -> Sql:
-        """A date range on a text column holding dates or 'YYYY-MM-DD HH:MM' times."""
-        parts: list[Sql] = [Sql(f"{column} IS NOT NULL")]
+    def day_range(column: str, low: date | None, high: date | None,
+                  null_guard: bool = True) -> Sql:
+        """A date range on a text column holding dates or 'YYYY-MM-DD HH:MM' times.
+
+        `null_guard` adds `IS NOT NULL` even when a bound already excludes empty values: a
+        form that is to be negated must never be NULL. Without a need for it, it is left
+        out: SQLite's planner reads it as a second bound and then prefers the range's index
+        to the sort order's, sorting thousands of rows for a first page of 50."""
+        parts: list[Sql] = []
         if low is not None and low != date.min:
             parts.append(Sql(f"{column} >= ?", [low.isoformat()]))
         if high is not None and high != date.max:
             parts.append(Sql(f"{column} < ?", [(high + timedelta(days=1)).isoformat()]))
+        if null_guard or not parts:
+            parts.insert(0, Sql(f"{column} IS NOT NULL"))
         return join(parts, " AND ")
 
     # -- one condition ---------------------------------------------------------------------
@@ -177,7 +185,8 @@ class Compiler:
             return Sql(f"{column} IS {'NOT ' if predicate.present else ''}NULL")
         assert isinstance(predicate, InRange)
         if is_date:
-            positive = self.day_range(column, predicate.low, predicate.high)
+            positive = self.day_range(column, predicate.low, predicate.high,
+                                      null_guard=predicate.negate)
         else:
             parts = [Sql(f"{column} IS NOT NULL")]
             if predicate.low is not None:
