@@ -80,7 +80,8 @@ class ImportSummary:
     ignored_columns: tuple[str, ...] = ()
     import_id: UUID | None = None  # None when nothing changed (nothing was recorded)
     seconds: float = 0.0
-    # Where the time went: read+check, compare, record (event store), project (read model).
+    # Where the importing thread spent its time: compare (with the read model), record (the
+    # event store), project (waiting for the background projection to catch up).
     phases: dict[str, float] = field(default_factory=dict)
 
     def _timed(self, phase: str, started: float) -> None:
