@@ -536,6 +536,9 @@ def existing_hashes(tx: Tx, kind: ImportKind, lookup_values: Iterable[str]
 
 class PatientsProjection(Projection):
     name = "patients"
+    # 2: filtered columns first, A&R/conditions/groups items on the row (2026-11-23).
+    schema_version = 2
+    own_tables = OWN_TABLES
     topics = (get_topic(PatientImport.RowsImported),)
     batch_size = 20  # each event carries up to 1,000 rows: keep a transaction's memory small
 

@@ -14,7 +14,9 @@ Optional projection attributes, read with getattr so any Projection works:
 - `topics`: event topics the projection cares about; others are filtered out by the
   recorder instead of being decoded and ignored;
 - `batch_size`: notifications per transaction (projections with big events, like the
-  patient import chunks, use a small one to bound memory).
+  patient import chunks, use a small one to bound memory);
+- `schema_version` and `own_tables`: when the version differs from the one the database
+  was built with, the tables are dropped and rebuilt from the history.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from projections.base import Projection
 from projections.db import Database, Tx
 
 TRACKING_DDL = """
-CREATE TABLE IF NOT EXISTS projection_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)
+CREATE TABLE IF NOT EXISTS projection_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS projection_schema (name TEXT PRIMARY KEY, version INTEGER NOT NULL)
 """
 DEFAULT_BATCH = 1000
 
@@ -43,8 +46,31 @@ def prepare(db: Database, projections: Sequence[Projection]) -> None:
         done.add("")
     for projection in projections:
         if projection.name not in done:
+            version = getattr(projection, "schema_version", None)
+            if version is not None:
+                _rebuild_if_schema_changed(db, projection, int(version))
             db.migrate(projection.ddl())
             done.add(projection.name)
+
+
+def _rebuild_if_schema_changed(db: Database, projection: Projection, version: int) -> None:
+    """A projection whose tables changed shape (`schema_version`, `own_tables`) starts over:
+    its tables are dropped and its position forgotten, so catching up rebuilds them from the
+    whole history — read models are disposable, events are not. A database from before
+    versioning counts as version 1."""
+    lock = " FOR UPDATE" if db.dialect == "postgres" else ""
+    with db.transaction() as tx:
+        row = tx.fetchone(f"SELECT version FROM projection_schema WHERE name = ?{lock}",
+                          (projection.name,))
+        stored = int(row[0]) if row else 1
+        if stored == version:
+            return
+        for table in getattr(projection, "own_tables", ()):
+            tx.execute(f"DROP TABLE IF EXISTS {table}")
+        tx.execute("DELETE FROM projection_tracking WHERE name = ?", (projection.name,))
+        tx.execute("DELETE FROM projection_schema WHERE name = ?", (projection.name,))
+        tx.execute("INSERT INTO projection_schema (name, version) VALUES (?, ?)",
+                   (projection.name, version))
 
 
 def position(db: Database, name: str) -> int:

@@ -179,6 +179,34 @@ def test_rows_checked_in_a_child_process_import_exactly_as_in_a_thread(
     assert (in_child.rows, in_child.unchanged, in_child.new, in_child.rejected) == (5, 2, 0, 3)
 
 
+def test_a_read_model_of_an_older_shape_is_rebuilt_from_the_history(
+        backend: Backend, tmp_path: Path) -> None:
+    # given patients imported, then the database marked as built by an older version (no
+    # schema version recorded) with its rows gone stale
+    path = write_csv(tmp_path / "patients.csv", PATIENT_HEADER, [
+        patient_row("P1", "Ann", "Lee", mobile="512-555-0101"),
+        patient_row("P2", "Bob", "Ray")])
+    backend.service.import_file("patients", path)
+    backend.db.execute("DELETE FROM projection_schema WHERE name = 'patients'")
+    backend.db.execute("UPDATE patients SET first_name = 'STALE'")
+    # when a new process opens the database
+    with open_backend(backend.service.settings.database_url) as reopened:
+        reopened.service.catch_up()
+        # then the patient tables were dropped and rebuilt from the events: current shape,
+        # current rows, and the version recorded
+        assert _patient(reopened, "P1")["first_name"] == "Ann"
+        assert _patient(reopened, "P2")["first_name"] == "Bob"
+        version = reopened.db.fetchone(
+            "SELECT version FROM projection_schema WHERE name = 'patients'")
+        assert version is not None and version[0] == reopened.service.patients_projection \
+            .schema_version
+    # and a database of the current shape is left as it is when opened again
+    backend.db.execute("UPDATE patients SET first_name = 'KEPT' WHERE patient_id = 'P2'")
+    with open_backend(backend.service.settings.database_url) as again:
+        again.service.catch_up()
+        assert _patient(again, "P2")["first_name"] == "KEPT"
+
+
 def test_a_file_that_is_not_the_kind_asked_for_is_refused_whole(backend: Backend,
                                                                 tmp_path: Path) -> None:
     appointments = write_csv(tmp_path / "appointments.csv", APPOINTMENT_HEADER, [])
