@@ -20,14 +20,13 @@ import shutil
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from application.clock import SimulatedClock
 from application.patients import PatientService
@@ -37,6 +36,7 @@ from application.synthetic import write_dataset
 from domain.lists import Focus, ListQuery, build_query
 from domain.lists_views import BUILT_IN_VIEWS
 from projections.db import Database, open_database
+from tests.fixtures_servers import scratch_database
 
 NOW = datetime(2025, 3, 10, 15, 0, tzinfo=UTC)
 TODAY = date(2025, 3, 10)
@@ -160,25 +160,6 @@ def _hand_written(db: Database, case: Case) -> int:
     return int(row[0]) if row else 0
 
 
-def _fresh_postgres(server_url: str) -> tuple[str, Callable[[], None]]:
-    import psycopg
-    from psycopg import sql
-
-    name = f"outreach_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    parts = urlsplit(server_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-    def drop() -> None:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                         " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-
-    return url, drop
-
-
 def run(report: Report = print_report, *, patients: int | None = None,
         postgres_url: str | None = None, repeats: int = 20, keep: bool = False,
         workdir: Path | None = None, reuse: str | None = None) -> dict[str, float]:
@@ -192,57 +173,44 @@ def run(report: Report = print_report, *, patients: int | None = None,
         report(name, value, unit, baseline=baseline, note=note)
 
     if reuse:
-        settings = Settings(database_url=reuse)
-        store = open_event_store(settings)
-        db = open_database(reuse)
-        try:
-            service = PatientService(store, db, SimulatedClock(NOW), settings)
-            started = time.perf_counter()
-            _settle(reuse, db)
-            emit("vacuum + analyze (what autovacuum does in time)",
-                 time.perf_counter() - started, "s")
-            _bench_lists(service, db, repeats, emit)
-        finally:
-            db.close()
-            store.close()
+        _measure(reuse, None, repeats, emit)
         return figures
 
     server = postgres_url or os.environ.get("OUTREACH_BENCH_POSTGRES_URL")
     size = patients or (1_000_000 if server else 100_000)
     folder = workdir or Path(tempfile.mkdtemp(prefix="outreach-bench-patients-"))
-    cleanups: list[Callable[[], None]] = []
-    if server:
-        url, drop = _fresh_postgres(server)
-        if not keep:
-            cleanups.append(drop)
-    else:
-        url = f"sqlite:///{folder / 'db' / 'outreach.db'}"
-    if not keep and workdir is None:
-        cleanups.append(lambda: shutil.rmtree(folder, ignore_errors=True))
-    print(f"{'PostgreSQL' if server else 'SQLite'}, {size:,} patients, data in {folder}",
-          flush=True)
-    try:
+    with ExitStack() as cleanups:
+        if not keep and workdir is None:
+            cleanups.callback(shutil.rmtree, folder, ignore_errors=True)
+        url = cleanups.enter_context(scratch_database(server, "outreach_bench", keep)) \
+            if server else f"sqlite:///{folder / 'db' / 'outreach.db'}"
+        print(f"{'PostgreSQL' if server else 'SQLite'}, {size:,} patients, data in {folder}",
+              flush=True)
         started = time.perf_counter()
         paths = write_dataset(folder / "data", size, seed=2025, today=TODAY)
         emit("generate data set", time.perf_counter() - started, "s")
-        settings = Settings(database_url=url)
-        store = open_event_store(settings)
-        db = open_database(url)
-        try:
-            service = PatientService(store, db, SimulatedClock(NOW), settings)
-            _bench_imports(service, paths, emit)
-            started = time.perf_counter()
-            _settle(url, db)
-            emit("vacuum + analyze (what autovacuum does in time)",
-                 time.perf_counter() - started, "s")
-            _bench_lists(service, db, repeats, emit)
-        finally:
-            db.close()
-            store.close()
-    finally:
-        for cleanup in cleanups:
-            cleanup()
+        _measure(url, paths, repeats, emit)
     return figures
+
+
+def _measure(url: str, paths: dict[str, Path] | None, repeats: int,
+             emit: Callable[..., None]) -> None:
+    """Import the files (unless None: already imported), settle, time the lists."""
+    settings = Settings(database_url=url)
+    store = open_event_store(settings)
+    db = open_database(url)
+    try:
+        service = PatientService(store, db, SimulatedClock(NOW), settings)
+        if paths is not None:
+            _bench_imports(service, paths, emit)
+        started = time.perf_counter()
+        _settle(url, db)
+        emit("vacuum + analyze (what autovacuum does in time)",
+             time.perf_counter() - started, "s")
+        _bench_lists(service, db, repeats, emit)
+    finally:
+        db.close()
+        store.close()
 
 
 def _bench_imports(service: PatientService, paths: dict[str, Path],

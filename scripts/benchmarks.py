@@ -59,7 +59,8 @@ from domain.channels import Channel
 from domain.clock import Clock
 from domain.communication import Communication
 from gateways.null_sms import NullSmsGateway
-from scripts.servers import kafka_broker, postgres_server, scratch_database
+from scripts.servers import kafka_broker, postgres_server
+from tests.fixtures_servers import scratch_database
 from workers.dispatcher import Dispatcher, DispatchStats
 from workers.runner import make_dispatcher, make_scheduler
 from workers.scheduler import routing_key

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -22,11 +21,9 @@ from pathlib import Path
 
 from tests.fixtures_servers import (
     _accepts,
-    _conninfo,
     _free_port,
     _start_tansu,
     _stop,
-    postgres_url,
 )
 
 
@@ -81,25 +78,6 @@ def postgres_server(env_var: str, workdir: Path) -> Iterator[str]:
             pg_ctl(["-w", "-m", "fast", "stop"], **as_user)
         server.cleanup()
         shutil.rmtree(server.pgdata, ignore_errors=True)
-
-
-@contextmanager
-def scratch_database(server_url: str, prefix: str = "bench") -> Iterator[str]:
-    """A new, empty database on that server (its URL), dropped afterwards."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield postgres_url(_conninfo(server_url), name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            # Pools still open (an error path) would make DROP fail: end their sessions.
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                         " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 @contextmanager

@@ -22,6 +22,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote, urlencode
@@ -129,27 +130,36 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         server.cleanup()
 
 
-@pytest.fixture
-def pg_url(postgres_server_url: str) -> Iterator[str]:
-    """A postgresql:// URL of a new, empty database, dropped after the test."""
+@contextmanager
+def scratch_database(server_url: str, prefix: str, keep: bool = False) -> Iterator[str]:
+    """A postgresql:// URL of a new, empty database on that server, dropped afterwards
+    (unless `keep`). Used by the tests' `pg_url` and by the benchmarks."""
     import psycopg
     from psycopg import sql
 
-    dbname = f"outreach_test_{uuid.uuid4().hex[:12]}"
-    admin_url = postgres_server_url
-    with psycopg.connect(admin_url, autocommit=True) as conn:
+    dbname = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     try:
-        yield postgres_url(_conninfo(admin_url), dbname)
+        yield postgres_url(_conninfo(server_url), dbname)
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            # Pools a test forgot to close would make DROP fail: end their sessions first.
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (dbname,),
-            )
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
+        if not keep:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                # Pools left open (an error path) would make DROP fail: end their sessions.
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (dbname,),
+                )
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
+
+
+@pytest.fixture
+def pg_url(postgres_server_url: str) -> Iterator[str]:
+    """A postgresql:// URL of a new, empty database, dropped after the test."""
+    with scratch_database(postgres_server_url, "outreach_test") as url:
+        yield url
 
 
 # -- Kafka (Tansu) -------------------------------------------------------------------------
