@@ -439,11 +439,15 @@ def write_appointments(tx: Tx, records: Sequence[Record]) -> dict[str, int]:
     ids = [str(row[0]) for row in rows]
     # An appointment moved to another patient changes both patients' derived values.
     touched = {str(row[1]) for row in rows}
+    known: set[Any] = set()
     for chunk in batches(ids, ID_BATCH):
         where, params = member(tx, "appointment_id", chunk)
-        found = tx.fetchall(f"SELECT patient_id FROM appointments WHERE {where}", params)
-        touched.update(str(r[0]) for r in found)
-    upsert(tx, "appointments", APPOINTMENT_TABLE_COLUMNS, rows, ("appointment_id",))
+        for appointment_id, patient_id in tx.fetchall(
+                f"SELECT appointment_id, patient_id FROM appointments WHERE {where}", params):
+            known.add(appointment_id)
+            touched.add(str(patient_id))
+    upsert(tx, "appointments", APPOINTMENT_TABLE_COLUMNS, rows, ("appointment_id",),
+           existing=known)
     refresh_patients(tx, touched)
     return {"appointments": len(rows)}
 
@@ -459,8 +463,8 @@ def write_providers(tx: Tx, records: Sequence[Record]) -> dict[str, int]:
             before[str(pid)] = (name, int(active))
     upsert(tx, "providers", ("provider_id", "name", "name_f", "groups", "active", "row_hash"),
            [(r[0], r[1], fold(str(r[1])), r[2], int(r[3] == "1"), row_hash(r)) for r in rows],
-           ("provider_id",))
-    for chunk in batches(ids, ID_BATCH):
+           ("provider_id",), existing=set(before))
+    for chunk in batches(sorted(before), ID_BATCH):  # a new provider has no groups yet
         where, params = member(tx, "provider_id", chunk)
         tx.execute(f"DELETE FROM provider_groups WHERE {where}", params)
     upsert(tx, "provider_groups", ("provider_id", "group_name", "group_f"),

@@ -263,6 +263,25 @@ def test_a_provider_imported_after_its_patients_brings_them_into_the_lists(
     assert backend.service.list(build_query()).total == 0
 
 
+def test_a_later_appointments_file_moves_an_appointment_and_both_patients_follow(
+        backend: Backend, tmp_path: Path) -> None:
+    # given two patients whose PCP is inactive, and Ann's appointment with active Dr. Adams
+    backend.service.import_file("providers", _providers(tmp_path))
+    backend.service.import_file("patients", write_csv(tmp_path / "p.csv", PATIENT_HEADER, [
+        patient_row("P1", "Ann", "Lee", pcp="D2"), patient_row("P2", "Bob", "Ray", pcp="D2")]))
+    backend.service.import_file("appointments", write_csv(
+        tmp_path / "a1.csv", APPOINTMENT_HEADER,
+        [["A1", "P1", "2025-03-12 10:00", "D1", "Main", "Visit", "Scheduled", ""]]))
+    assert [r["patient_id"] for r in backend.service.list(build_query()).rows] == ["P1"]
+    # when a later file says the appointment is Bob's
+    summary = backend.service.import_file("appointments", write_csv(
+        tmp_path / "a2.csv", APPOINTMENT_HEADER,
+        [["A1", "P2", "2025-03-12 10:00", "D1", "Main", "Visit", "Scheduled", ""]]))
+    # then it is updated by id, and Bob is in scope while Ann is not any more
+    assert (summary.updated, summary.new) == (1, 0)
+    assert [r["patient_id"] for r in backend.service.list(build_query()).rows] == ["P2"]
+
+
 def test_imports_log_counts_never_patient_data(backend: Backend, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "p.csv", PATIENT_HEADER, [
         patient_row("P1", "Zebulon", "Quackenbush", mobile="512-555-0101",
