@@ -41,7 +41,7 @@ from domain.patients import ImportKind
 from domain.patients_fields import fold
 from projections.base import Projection
 from projections.db import Database, Tx
-from projections.patient_queries import Compiler, fetch_page, resolve_scope
+from projections.patient_queries import compiler_for, fetch_page, resolve_scope
 from projections.patient_search import PatientHit, PatientSummary, search, summary
 from projections.patients import PatientsProjection
 from projections.patients_views import PageViewsProjection
@@ -288,8 +288,9 @@ class PatientService:
                 check = check_list(tx, self.db.dialect, selection, self.today(), chosen_channel,
                                    cap, remove_inactive, remove_appointment_reminders_only)
             else:
-                members = None if within is None else Compiler(
-                    self.db.dialect, self.today()).members(within, resolve_scope(tx, within))
+                members = None if within is None else compiler_for(
+                    tx, self.db.dialect, within, self.today()).members(
+                        within, resolve_scope(tx, within))
                 check = check_ids(tx, list(selection), chosen_channel, cap, remove_inactive,
                                   remove_appointment_reminders_only, members)
         log.info("patients.audience", channel=chosen_channel.value, selected=check.selected,

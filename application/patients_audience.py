@@ -17,7 +17,7 @@ from application.patients_directory import CONTACT_PRESENT
 from domain.channels import Channel
 from domain.lists import ListQuery
 from projections.db import Tx
-from projections.patient_queries import Compiler, Sql, resolve_scope, select_ids
+from projections.patient_queries import Sql, compiler_for, resolve_scope, select_ids
 from projections.patients import ID_BATCH, batches, placeholders
 
 CONTACT_WORDS = {
@@ -96,7 +96,7 @@ def _add(totals: list[int], row: Sequence[object] | None) -> None:
 def check_list(tx: Tx, dialect: str, query: ListQuery, today: date, channel: Channel, cap: int,
                remove_inactive: bool, remove_reminders_only: bool) -> AudienceCheck:
     """Everyone on the list (all pages; an appointment list's patients once each)."""
-    compiler = Compiler(dialect, today)
+    compiler = compiler_for(tx, dialect, query, today)
     providers = resolve_scope(tx, query)
     kept = _kept(remove_inactive, remove_reminders_only)
     members = compiler.members(query, providers)

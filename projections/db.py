@@ -36,6 +36,10 @@ class Tx(ABC):
         return rows[0] if rows else None
 
 
+# Marks a DDL statement that only PostgreSQL runs (see Database.migrate).
+POSTGRES_ONLY = "/* postgres only */"
+
+
 class Database(ABC):
     dialect: str
 
@@ -56,9 +60,12 @@ class Database(ABC):
             tx.execute(sql, params)
 
     def migrate(self, ddl: str) -> None:
-        """Run `;`-separated CREATE … IF NOT EXISTS statements."""
+        """Run `;`-separated CREATE … IF NOT EXISTS statements. A statement that starts
+        with POSTGRES_ONLY is skipped on SQLite (index kinds SQLite does not have)."""
         with self.transaction() as tx:
             for statement in ddl.split(";"):
+                if statement.strip().startswith(POSTGRES_ONLY) and self.dialect != "postgres":
+                    continue
                 if statement.strip():
                     tx.execute(self.adapt_ddl(statement))
 

@@ -13,7 +13,7 @@ Derived dates avoid per-patient subqueries where an index can answer instead:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -35,7 +35,7 @@ from domain.lists import (
 from domain.patients import NOT_A_VISIT_STATUSES, UPCOMING_STATUSES, display_name
 from domain.patients_fields import fold
 from projections.db import Row, Tx
-from projections.patients import ITEM_SEPARATOR
+from projections.patients import ITEM_SEPARATOR, item_array
 
 
 @dataclass
@@ -89,6 +89,17 @@ LIST_FIELDS: dict[str, str] = {
     "ar": "p.ar_f",
     "group": "p.groups_f",
 }
+# Fields whose distinct folded values can be read from the first column of an index, one
+# probe per value (for list fields a superset of the items on patient rows: the A&R source
+# holds closed gaps too). PostgreSQL resolves filter terms to these values (see
+# Compiler.resolved); list fields then use the patients' GIN indexes, payor the payor index.
+ITEM_SOURCES: dict[str, tuple[str, str]] = {
+    "conditions": ("conditions", "condition_f"),
+    "ar": ("care_gaps", "measure_f"),
+    "payor": ("patients", "payor_f"),
+}
+# Past this many distinct values a field is not worth resolving terms through.
+MAX_ITEMS = 1000
 LIST_DISPLAY: dict[str, tuple[str, str, str]] = {
     "conditions": ("conditions", "condition", ""),
     "ar": ("care_gaps", "measure", " AND closed_on IS NULL"),
@@ -110,10 +121,14 @@ def _marks(values: Sequence[Any]) -> str:
 class Compiler:
     """Compiles one list definition for one day (relative dates) and one SQL dialect."""
 
-    def __init__(self, dialect: str, today: date) -> None:
+    def __init__(self, dialect: str, today: date,
+                 items: Mapping[str, Sequence[str]] | None = None) -> None:
         self.dialect = dialect
         self.today = today
         self.today_text = today.isoformat()
+        # PostgreSQL: every folded item of some list fields (list_items), so a positive
+        # filter on one can first narrow to the patients holding a matching item.
+        self.items = items or {}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -126,6 +141,19 @@ class Compiler:
             return Sql(f"{expression} = ?", [predicate.terms[0]])
         return Sql(f"({self.contains(expression, len(predicate.terms))})",
                    list(predicate.terms))
+
+    def resolved(self, key: str, predicate: TextMatch) -> str | None:
+        """PostgreSQL, a positive filter on a field whose distinct values are known
+        (`items`): the values it matches, joined by U+001F, found in Python by the same test
+        the SQL would make (substring or equality on folded text). "Holds one of these
+        values" then means exactly the filter — the values come from a superset of the
+        field's — and an index on the values answers it instead of a test on every row."""
+        if key not in self.items or predicate.negate:
+            return None
+        terms = predicate.terms
+        return ITEM_SEPARATOR.join(
+            value for value in self.items[key]
+            if (value == terms[0] if predicate.exact else any(t in value for t in terms)))
 
     @staticmethod
     def negatable(positive: Sql, negate: bool) -> Sql:
@@ -176,6 +204,9 @@ class Compiler:
         if isinstance(predicate, Presence):
             return Sql(f"{expression} IS {'NOT ' if predicate.present else ''}NULL")
         assert isinstance(predicate, TextMatch)
+        resolved = self.resolved(key, predicate)
+        if resolved is not None:
+            return Sql(f"{expression} = ANY (string_to_array(?, chr(31)))", [resolved])
         positive = Sql(f"({expression} IS NOT NULL AND ") + self.text_match(expression,
                                                                             predicate) + Sql(")")
         return self.negatable(positive, predicate.negate)
@@ -207,6 +238,9 @@ class Compiler:
         else:
             match = self.text_match(column, predicate)
         positive = Sql(f"({column} IS NOT NULL AND ") + match + Sql(")")
+        resolved = self.resolved(key, predicate)
+        if resolved is not None:
+            positive = Sql(f"{item_array(column)} && string_to_array(?, chr(31))", [resolved])
         return self.negatable(positive, predicate.negate)
 
     def _appointments(self, key: str) -> Sql:
@@ -377,15 +411,41 @@ def resolve_scope(tx: Tx, query: ListQuery) -> list[str] | None:
     return [str(r[0]) for r in tx.fetchall(sql.text, sql.params)]
 
 
+def list_items(tx: Tx, dialect: str, query: ListQuery) -> dict[str, list[str]]:
+    """PostgreSQL: the distinct folded values of each field in ITEM_SOURCES the query
+    filters on, read by a loose index scan (one probe per distinct value). Fields with more
+    than MAX_ITEMS values are left out (their filters test every row). SQLite: none."""
+    if dialect != "postgres":
+        return {}
+    keys = sorted({c.field for c in query.filters if c.field in ITEM_SOURCES})
+    found: dict[str, list[str]] = {}
+    for key in keys:
+        table, column = ITEM_SOURCES[key]
+        rows = tx.fetchall(
+            f"WITH RECURSIVE v(item) AS (SELECT MIN({column}) FROM {table} UNION ALL"
+            f" SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > v.item) FROM v"
+            f" WHERE v.item IS NOT NULL) SELECT item FROM v WHERE item IS NOT NULL LIMIT ?",
+            [MAX_ITEMS + 1])
+        if len(rows) <= MAX_ITEMS:
+            found[key] = [str(r[0]) for r in rows]
+    return found
+
+
+def compiler_for(tx: Tx, dialect: str, query: ListQuery, today: date) -> Compiler:
+    """A compiler for `query` with what this database can narrow it by (list_items)."""
+    return Compiler(dialect, today, list_items(tx, dialect, query))
+
+
 def count(tx: Tx, dialect: str, query: ListQuery, today: date) -> int:
-    sql = Compiler(dialect, today).count(query, resolve_scope(tx, query))
+    sql = compiler_for(tx, dialect, query, today).count(query, resolve_scope(tx, query))
     row = tx.fetchone(sql.text, sql.params)
     return int(row[0]) if row else 0
 
 
 def select_ids(tx: Tx, dialect: str, query: ListQuery, today: date, limit: int | None = None,
                offset: int = 0, extra: Sql | None = None) -> list[tuple[str, ...]]:
-    sql = Compiler(dialect, today).ids(query, resolve_scope(tx, query), limit, offset, extra)
+    sql = compiler_for(tx, dialect, query, today).ids(query, resolve_scope(tx, query), limit,
+                                                      offset, extra)
     return [tuple(str(v) for v in row) for row in tx.fetchall(sql.text, sql.params)]
 
 

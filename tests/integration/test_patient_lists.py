@@ -17,7 +17,7 @@ from domain.errors import NotFound
 from domain.lists import Focus, ListError, build_query
 from domain.lists_views import ViewError
 from projections.db import open_database
-from projections.patient_queries import select_ids
+from projections.patient_queries import ITEM_SOURCES, list_items, select_ids
 from projections.patients import DDL
 from projections.patients_views import PageViewsProjection
 from projections.runner import rebuild
@@ -410,3 +410,23 @@ def test_postgres_filters_match_the_python_meaning(pg_read_model: Any, case: Any
         assert found == expected
     else:  # text sorts by the server's locale: compare membership only
         assert sorted(found) == sorted(expected)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
+@given(case=scenario(only=tuple(ITEM_SOURCES)))
+def test_postgres_text_filters_resolved_to_values_mean_the_same(pg_read_model: Any,
+                                                                case: Any) -> None:
+    """Given patients with tricky A&R, conditions and payors, when a filter on them is
+    resolved to the values it matches (and answered from an index), then it selects
+    exactly the patients the plain substring or equality test would."""
+    db, _ = pg_read_model
+    facts, query = case
+    with db.transaction() as tx:
+        clear_read_model(tx)
+        load_facts(tx, facts, PROVIDERS)
+        assert set(list_items(tx, "postgres", query)) == {
+            c.field for c in query.filters if c.field in ITEM_SOURCES}
+        found = {k[0] for k in select_ids(tx, "postgres", query, TODAY)}
+    assert found == set(expected_ids(facts, query))

@@ -147,12 +147,16 @@ def _raw_values(key: str, facts: PatientFacts) -> list[Any]:
 
 
 @st.composite
-def scenario(draw: Any) -> tuple[tuple[PatientFacts, ...], ListQuery]:
+def scenario(draw: Any, only: tuple[str, ...] = ()) -> tuple[tuple[PatientFacts, ...], ListQuery]:
+    """Random patients and a list of 1–3 filters (`only`: on these fields, text actions)."""
     facts = draw(patients)
     conditions = []
     for _ in range(draw(st.integers(1, 3))):
-        field_ = draw(st.one_of(st.sampled_from(DERIVED_FIELDS), st.sampled_from(FILTER_FIELDS)))
-        action = draw(st.sampled_from(field_.valid_actions)).value
+        field_ = draw(st.sampled_from([find_field(k) for k in only])) if only else \
+            draw(st.one_of(st.sampled_from(DERIVED_FIELDS), st.sampled_from(FILTER_FIELDS)))
+        actions = [a for a in field_.valid_actions
+                   if not only or a.value in ("contains", "is equal to", "is not equal to")]
+        action = draw(st.sampled_from(actions)).value
         try:
             conditions.append(parse_condition(field_.key, action,
                                               _value_for(draw, field_.key, action, facts),
