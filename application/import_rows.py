@@ -145,7 +145,7 @@ class CheckedRows:
             self._child = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(path), kind.value, today.isoformat()],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._errors,
-                env={**os.environ, "PYTHONPATH": _python_path()})
+                env={**os.environ, "PYTHONPATH": python_path()})
         else:
             self._thread = threading.Thread(
                 target=_feed, args=(check_file(path, kind, today), self._put_local),
@@ -196,7 +196,7 @@ class CheckedRows:
             self._thread.join()
 
 
-def _python_path() -> str:
+def python_path() -> str:
     """The parent's import path, so the child finds this package however it was installed."""
     root = str(Path(__file__).resolve().parents[1])
     return os.pathsep.join(dict.fromkeys([root, *(p for p in sys.path if p)]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from application.import_projector import ProjectorProcess, store_settings
+from application.import_rows import PROCESS_MIN_BYTES
 from application.patients_audience import AudienceCheck, check_ids, check_list
 from application.patients_directory import SqlPatientDirectory
 from application.patients_import import FileImport, ImportSummary
@@ -125,16 +127,31 @@ class PatientService:
 
     def import_file(self, kind: str | ImportKind, path: Path,
                     rejects_dir: Path | None = None, *,
-                    check_in_process: bool | None = None) -> ImportSummary:
+                    check_in_process: bool | None = None,
+                    project_in_process: bool | None = None) -> ImportSummary:
         """Import one CSV file. Raises ImportFileError when the file cannot be read at all
         or its header does not fit `kind`; bad rows are reported, never fatal. Rows are
-        checked in a child process for large files (`check_in_process` None: by size)."""
+        checked in a child process for large files (`check_in_process` None: by size), and
+        on PostgreSQL projected in another (`project_in_process` None: by size)."""
         import_kind = kind if isinstance(kind, ImportKind) else ImportKind.parse(kind)
+        path = Path(path)
         return FileImport(
             self.store, self.db, lambda: catch_up(self.store, self.db, [self.patients_projection]),
-            import_kind, Path(path), rejects_dir, self.today(), self.clock.now(),
-            check_in_process,
+            import_kind, path, rejects_dir, self.today(), self.clock.now(),
+            check_in_process, self._projector_process(path, project_in_process),
         ).run()
+
+    def _projector_process(self, path: Path, wanted: bool | None
+                           ) -> Callable[[], ProjectorProcess] | None:
+        """A child process projects the windows of a large file when the event store and
+        the read model are PostgreSQL (`wanted` None: by file size, like the row checks)."""
+        env = store_settings(self.store)
+        url = getattr(self.db, "url", None)
+        if env is None or url is None or wanted is False:
+            return None
+        if wanted is None and (not path.exists() or path.stat().st_size < PROCESS_MIN_BYTES):
+            return None
+        return lambda: ProjectorProcess(env, url)
 
     # -- lists -------------------------------------------------------------------------------
 

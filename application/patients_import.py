@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from uuid import UUID
 
 import structlog
@@ -128,6 +128,16 @@ class RejectsFile:
             self._file.close()
 
 
+class Projector(Protocol):
+    """Brings the read model up to date with saved windows, beside the importing thread."""
+
+    @property
+    def done(self) -> int: ...
+    def request(self, window: int) -> None: ...
+    def wait_for(self, window: int) -> None: ...
+    def close(self) -> None: ...
+
+
 class BackgroundCatchUp:
     """Brings the read model up to date in a thread of its own while the importing thread
     goes on comparing and recording the next window: the two mostly wait on the databases,
@@ -190,11 +200,14 @@ class BackgroundCatchUp:
 
 
 class FileImport:
-    """One run of one file. `catch_up` brings the patient projection up to date."""
+    """One run of one file. `catch_up` brings the patient projection up to date; windows
+    are projected by `projector()` if given (application/import_projector.py), else by a
+    BackgroundCatchUp thread calling `catch_up`."""
 
     def __init__(self, store: Any, db: Database, catch_up: Callable[[], Any], kind: ImportKind,
                  path: Path, rejects_dir: Path | None, today: date, now: datetime,
-                 in_process: bool | None = None) -> None:
+                 in_process: bool | None = None,
+                 projector: Callable[[], Projector] | None = None) -> None:
         self.store = store
         self.db = db
         self.catch_up = catch_up
@@ -212,7 +225,8 @@ class FileImport:
         self.pending: dict[tuple[str, ...], str] = {}
         self.saved_windows: list[tuple[int, dict[tuple[str, ...], str]]] = []
         self.windows = 0
-        self.projector: BackgroundCatchUp | None = None
+        self.start_projector = projector or (lambda: BackgroundCatchUp(self.catch_up))
+        self.projector: Projector | None = None
 
     def run(self) -> ImportSummary:
         started = time.perf_counter()
@@ -226,7 +240,7 @@ class FileImport:
             header = self._header(csv.reader(source))
         with RejectsFile(self.rejects_path, header) as rejects:
             checked = CheckedRows(self.path, self.spec.kind, self.today, self.in_process)
-            self.projector = BackgroundCatchUp(self.catch_up)
+            self.projector = self.start_projector()
             try:
                 for chunk in checked:
                     self.summary.rows += chunk.rows

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import structlog
 
-from application.patients_import import ImportFileError
+from application.import_projector import ImportProjectionError, ProjectorProcess, store_settings
+from application.patients_import import FileImport, ImportFileError
 from application.synthetic import write_dataset
 from domain.lists import build_query
+from domain.patients import ImportKind
 from projections.patients import OWN_TABLES
 from projections.runner import rebuild
 from tests.patient_data import (
@@ -33,6 +35,12 @@ from tests.patient_data import (
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     with open_backend(database_url(request, tmp_path)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def pg_backend(pg_url: str) -> Iterator[Backend]:
+    with open_backend(pg_url) as opened:
         yield opened
 
 
@@ -245,6 +253,56 @@ def test_replaying_the_history_rebuilds_the_same_tables(backend: Backend, tmp_pa
     # then every table is as it was
     after = {t: backend.db.fetchall(f"SELECT * FROM {t} ORDER BY 1, 2") for t in OWN_TABLES}
     assert after == before
+
+
+def test_windows_projected_in_a_child_process_give_the_read_model_a_replay_gives(
+        backend: Backend, tmp_path: Path) -> None:
+    # given a practice whose files are projected by a process of their own (PostgreSQL;
+    # SQLite keeps its one writer, a thread)
+    paths = write_dataset(tmp_path / "data", 150, seed=9, today=date(2025, 3, 10))
+    starts_a_child = backend.service._projector_process(paths["patients"], True) is not None
+    assert starts_a_child == (backend.db.dialect == "postgres")
+    for kind in ("providers", "appointments", "care-gaps", "conditions", "billing",
+                 "patients"):
+        backend.service.import_file(kind, paths[kind], project_in_process=True)
+    before = {t: backend.db.fetchall(f"SELECT * FROM {t} ORDER BY 1, 2") for t in OWN_TABLES}
+    assert len(before["patients"]) > 100
+    # when the read model is rebuilt from the events by this process
+    rebuild(backend.store, backend.db, [backend.service.patients_projection])
+    # then every table is as the child process left it
+    after = {t: backend.db.fetchall(f"SELECT * FROM {t} ORDER BY 1, 2") for t in OWN_TABLES}
+    assert after == before
+
+
+class _KilledProjector(ProjectorProcess):
+    """The real projecting process, killed (SIGKILL) as soon as it is given work."""
+
+    def request(self, window: int) -> None:
+        super().request(window)
+        self._child.kill()
+
+
+def test_a_killed_projecting_process_is_reported_and_loses_nothing(
+        pg_backend: Backend, tmp_path: Path) -> None:
+    # given a patients file, and a projecting process that dies as the first window is saved
+    path = write_csv(tmp_path / "patients.csv", PATIENT_HEADER, [
+        patient_row(f"P{n}", "Ann", f"Lee{n}", mobile="512-555-0101") for n in range(50)])
+    service = pg_backend.service
+    env = store_settings(pg_backend.store)
+    assert env is not None
+    url = service.settings.database_url
+    # when the file is imported
+    with pytest.raises(ImportProjectionError, match="exit code -9"):
+        FileImport(pg_backend.store, pg_backend.db, service.catch_up, ImportKind.PATIENTS,
+                   path, None, date(2025, 3, 10), pg_backend.clock.now(),
+                   projector=lambda: _KilledProjector(env, url)).run()
+    # then the rows recorded before the failure are in the event store: the next catch-up
+    # projects them, and importing the file again finds every one of them
+    service.catch_up()
+    again = service.import_file("patients", path)
+    assert (again.new, again.unchanged) == (0, 50)
+    row = pg_backend.db.fetchone("SELECT COUNT(*) FROM patients")
+    assert row is not None and row[0] == 50
 
 
 def test_a_provider_imported_after_its_patients_brings_them_into_the_lists(
