@@ -6,6 +6,11 @@ substring test, no LIKE patterns to escape); multi-valued fields (A&R, condition
 on the patient row's joined items. The meaning of each predicate is the one in
 domain/lists_facts.py; property tests compare the two.
 
+On PostgreSQL a positive text filter on a field with few distinct values (ITEM_SOURCES:
+conditions, A&R, payor) is first resolved, in Python, to the values it matches; the SQL
+then asks "one of these values", which the field's index answers without testing every
+row (see Compiler.resolved).
+
 Derived dates avoid per-patient subqueries where an index can answer instead:
 "next appointment in [lo, hi]" is "an upcoming appointment in [lo, hi] and none before lo",
 "last visit in [lo, hi]" is "a visit in [lo, hi] and none after hi".
@@ -126,8 +131,8 @@ class Compiler:
         self.dialect = dialect
         self.today = today
         self.today_text = today.isoformat()
-        # PostgreSQL: every folded item of some list fields (list_items), so a positive
-        # filter on one can first narrow to the patients holding a matching item.
+        # PostgreSQL: the distinct folded values of the fields in ITEM_SOURCES the list
+        # filters on (list_items), so a positive text filter on one is answered by an index.
         self.items = items or {}
 
     # -- helpers ---------------------------------------------------------------------------
@@ -205,7 +210,7 @@ class Compiler:
             return Sql(f"{expression} IS {'NOT ' if predicate.present else ''}NULL")
         assert isinstance(predicate, TextMatch)
         resolved = self.resolved(key, predicate)
-        if resolved is not None:
+        if resolved is not None:  # positive only: NOT never applies
             return Sql(f"{expression} = ANY (string_to_array(?, chr(31)))", [resolved])
         positive = Sql(f"({expression} IS NOT NULL AND ") + self.text_match(expression,
                                                                             predicate) + Sql(")")
@@ -232,15 +237,15 @@ class Compiler:
         if isinstance(predicate, Presence):
             return Sql(f"{column} IS {'NOT ' if predicate.present else ''}NULL")
         assert isinstance(predicate, TextMatch)
+        resolved = self.resolved(key, predicate)
+        if resolved is not None:  # positive only: NOT never applies
+            return Sql(f"{item_array(column)} && string_to_array(?, chr(31))", [resolved])
         if predicate.exact:  # one whole item: between separators
             match = Sql(f"{self.contains(column, 1)}",
                         [ITEM_SEPARATOR + predicate.terms[0] + ITEM_SEPARATOR])
         else:
             match = self.text_match(column, predicate)
         positive = Sql(f"({column} IS NOT NULL AND ") + match + Sql(")")
-        resolved = self.resolved(key, predicate)
-        if resolved is not None:
-            positive = Sql(f"{item_array(column)} && string_to_array(?, chr(31))", [resolved])
         return self.negatable(positive, predicate.negate)
 
     def _appointments(self, key: str) -> Sql:
