@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from application.import_projector import ImportProjectionError
 from application.patients import ListResult, PatientService, SavedView
 from application.patients_import import ImportFileError, ImportSummary
 from domain.channels import Channel
@@ -95,6 +96,9 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
             yield app.patients
         except (ImportFileError, ListError, SearchTextError) as exc:
             fail(str(exc), 2)
+        except ImportProjectionError as exc:
+            fail(f"{exc}. The rows recorded so far are kept; import the file again to add"
+                 " the rest.", 1)
         except DomainError as exc:
             fail(str(exc), 1)
         finally:
