@@ -7,7 +7,7 @@ on the patient row's joined items. The meaning of each predicate is the one in
 domain/lists_facts.py; property tests compare the two.
 
 On PostgreSQL a positive text filter on a field with few distinct values (ITEM_SOURCES:
-conditions, A&R, payor) is first resolved, in Python, to the values it matches; the SQL
+conditions, A&R, groups, payor) is first resolved, in Python, to the values it matches; the SQL
 then asks "one of these values", which the field's index answers without testing every
 row (see Compiler.resolved).
 
@@ -101,6 +101,7 @@ LIST_FIELDS: dict[str, str] = {
 ITEM_SOURCES: dict[str, tuple[str, str]] = {
     "conditions": ("conditions", "condition_f"),
     "ar": ("care_gaps", "measure_f"),
+    "group": ("patient_groups", "group_f"),
     "payor": ("patients", "payor_f"),
 }
 # Past this many distinct values a field is not worth resolving terms through.

@@ -31,11 +31,11 @@ narrow partial index (semi-joins with appointments read it instead of the wide t
 appointment predicates answered from covering indexes (a patient's appointments by day,
 with their status: "next appointment" and "last visit" never read the table). Mobile serves STOP.
 
-PostgreSQL only (index kinds SQLite lacks): GIN indexes on the items of A&R and conditions,
-and payor + status covering subscribed and the contacts (what "which Medicare patients can
-we text" reads: counted from the index alone). A filter's terms are first resolved to the
-distinct values they match (projections/patient_queries.py, `list_items`): a few percent
-of the patients are then read instead of all of them.
+PostgreSQL only (index kinds SQLite lacks): GIN indexes on the items of A&R, conditions
+and groups, and payor + status covering subscribed and the contacts (what "which Medicare
+patients can we text" reads: counted from the index alone). A filter's terms are first
+resolved to the distinct values they match (projections/patient_queries.py, `list_items`):
+a few percent of the patients are then read instead of all of them.
 """
 
 from __future__ import annotations
@@ -142,6 +142,8 @@ CREATE INDEX IF NOT EXISTS conditions_condition ON conditions (condition_f);
     USING gin (({item_array("ar_f")}));
 {POSTGRES_ONLY} CREATE INDEX IF NOT EXISTS patients_conditions_items ON patients
     USING gin (({item_array("conditions_f")}));
+{POSTGRES_ONLY} CREATE INDEX IF NOT EXISTS patients_groups_items ON patients
+    USING gin (({item_array("groups_f")}));
 {POSTGRES_ONLY} CREATE INDEX IF NOT EXISTS patients_payor ON patients (payor_f, status_f)
     INCLUDE (subscribed, mobile_n, home_n, email_f)
 """
