@@ -76,6 +76,7 @@ class PatientFacts:
     postal_code: str | None = None
     conditions: tuple[str, ...] = ()
     open_care_gaps: tuple[str, ...] = ()
+    closed_care_gaps: tuple[str, ...] = ()  # not A&R: a closed gap asks nothing of anyone
     groups: tuple[str, ...] = ()
     appointments: tuple[AppointmentFacts, ...] = ()
     last_contacted_at: str | None = None  # ISO UTC instant

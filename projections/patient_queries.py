@@ -6,10 +6,11 @@ substring test, no LIKE patterns to escape); multi-valued fields (A&R, condition
 on the patient row's joined items. The meaning of each predicate is the one in
 domain/lists_facts.py; property tests compare the two.
 
-On PostgreSQL a positive text filter on a field with few distinct values (ITEM_SOURCES:
-conditions, A&R, groups, payor) is first resolved, in Python, to the values it matches; the SQL
-then asks "one of these values", which the field's index answers without testing every
-row (see Compiler.resolved).
+A positive text filter on a field with few distinct values (ITEM_SOURCES: conditions, A&R,
+groups, and payor on PostgreSQL) is first resolved, in Python, to the values it matches;
+the SQL then asks "one of these values", which an index answers without testing every row
+(see Compiler.resolved): PostgreSQL's GIN indexes on the patient row's items, SQLite's
+value indexes on the items' own tables.
 
 Derived dates avoid per-patient subqueries where an index can answer instead:
 "next appointment in [lo, hi]" is "an upcoming appointment in [lo, hi] and none before lo",
@@ -104,6 +105,15 @@ ITEM_SOURCES: dict[str, tuple[str, str]] = {
     "group": ("patient_groups", "group_f"),
     "payor": ("patients", "payor_f"),
 }
+# The table holding each list field's items, one row per patient and item, with its value
+# column and what else makes an item count (an A&R is an open care gap). SQLite answers a
+# resolved list filter from these (value indexes: conditions_condition, care_gaps_open,
+# patient_groups_group); the patient row's joined items are built from the same rows.
+LIST_ITEMS_TABLES: dict[str, tuple[str, str, str]] = {
+    "conditions": ("conditions", "condition_f", ""),
+    "ar": ("care_gaps", "measure_f", " AND i.closed_on IS NULL"),
+    "group": ("patient_groups", "group_f", ""),
+}
 # Past this many distinct values a field is not worth resolving terms through.
 MAX_ITEMS = 1000
 LIST_DISPLAY: dict[str, tuple[str, str, str]] = {
@@ -132,9 +142,11 @@ class Compiler:
         self.dialect = dialect
         self.today = today
         self.today_text = today.isoformat()
-        # PostgreSQL: the distinct folded values of the fields in ITEM_SOURCES the list
-        # filters on (list_items), so a positive text filter on one is answered by an index.
+        # The distinct folded values of the resolvable fields the list filters on
+        # (list_items), so a positive text filter on one is answered by an index.
         self.items = items or {}
+        # Compiling an ordered page (ids), not a count or a member set (see list_condition).
+        self.ordered = False
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -148,8 +160,16 @@ class Compiler:
         return Sql(f"({self.contains(expression, len(predicate.terms))})",
                    list(predicate.terms))
 
+    def birth_date(self) -> str:
+        """The birth-date column in a condition. On SQLite an ordered page tests it without
+        its index: SQLite has no statistics on ranges, takes any age range for a narrow one
+        and reads it through the birth-date index, then sorts, where walking the sort
+        order's index stops after a page (an age range usually covers a large share)."""
+        return "+p.date_of_birth" if self.ordered and self.dialect == "sqlite" \
+            else "p.date_of_birth"
+
     def resolved(self, key: str, predicate: TextMatch) -> str | None:
-        """PostgreSQL, a positive filter on a field whose distinct values are known
+        """A positive filter on a field whose distinct values are known
         (`items`): the values it matches, joined by U+001F, found in Python by the same test
         the SQL would make (substring or equality on folded text). "Holds one of these
         values" then means exactly the filter — the values come from a superset of the
@@ -197,7 +217,7 @@ class Compiler:
         if key == "appt_datetime":
             return self.scalar_range("a.starts_at", predicate, is_date=True)
         if key == "date_of_birth":
-            return self.scalar_range("p.date_of_birth", predicate, is_date=True)
+            return self.scalar_range(self.birth_date(), predicate, is_date=True)
         if key == "ar_count":
             return self.scalar_range("p.ar_count", predicate, is_date=False)
         if key == "age":
@@ -205,7 +225,7 @@ class Compiler:
                 earliest, latest = birth_dates_for_ages(predicate.low, predicate.high,
                                                         self.today)
                 predicate = InRange(earliest, latest, predicate.negate)
-            return self.scalar_range("p.date_of_birth", predicate, is_date=True)
+            return self.scalar_range(self.birth_date(), predicate, is_date=True)
         _, expression = TEXT_FIELDS[key]
         if isinstance(predicate, Presence):
             return Sql(f"{expression} IS {'NOT ' if predicate.present else ''}NULL")
@@ -239,8 +259,18 @@ class Compiler:
             return Sql(f"{column} IS {'NOT ' if predicate.present else ''}NULL")
         assert isinstance(predicate, TextMatch)
         resolved = self.resolved(key, predicate)
-        if resolved is not None:  # positive only: NOT never applies
+        if resolved is not None and self.dialect == "postgres":  # positive only: no NOT
             return Sql(f"{item_array(column)} && string_to_array(?, chr(31))", [resolved])
+        if resolved is not None:
+            # SQLite: the patients with such an item, from the items' own table through
+            # its value index (a few percent of the patients, fetched by id). An ordered
+            # page keeps walking its sort order's index and only tests membership (`+`
+            # stops SQLite from driving the query by the ids and sorting them all).
+            table, value_column, extra = LIST_ITEMS_TABLES[key]
+            values = resolved.split(ITEM_SEPARATOR) if resolved else []
+            member = "+p.patient_id" if self.ordered else "p.patient_id"
+            return Sql(f"{member} IN (SELECT i.patient_id FROM {table} i"
+                       f" WHERE i.{value_column} IN ({_marks(values)}){extra})", values)
         if predicate.exact:  # one whole item: between separators
             match = Sql(f"{self.contains(column, 1)}",
                         [ITEM_SEPARATOR + predicate.terms[0] + ITEM_SEPARATOR])
@@ -370,9 +400,13 @@ class Compiler:
         select = "p.patient_id"
         if query.focus == Focus.APPOINTMENT:
             select += ", a.appointment_id"
-        sql = Sql(f"SELECT {select} FROM {self.source(query.focus)} WHERE ") + \
-            self.where(query, provider_ids, extra) + Sql(" ORDER BY ") + \
-            self.order_by(query.effective_sort, query.focus)
+        self.ordered = True
+        try:
+            sql = Sql(f"SELECT {select} FROM {self.source(query.focus)} WHERE ") + \
+                self.where(query, provider_ids, extra) + Sql(" ORDER BY ") + \
+                self.order_by(query.effective_sort, query.focus)
+        finally:
+            self.ordered = False
         if limit is not None:
             sql = sql + Sql(" LIMIT ? OFFSET ?", [limit, offset])
         return sql
@@ -418,12 +452,12 @@ def resolve_scope(tx: Tx, query: ListQuery) -> list[str] | None:
 
 
 def list_items(tx: Tx, dialect: str, query: ListQuery) -> dict[str, list[str]]:
-    """PostgreSQL: the distinct folded values of each field in ITEM_SOURCES the query
-    filters on, read by a loose index scan (one probe per distinct value). Fields with more
-    than MAX_ITEMS values are left out (their filters test every row). SQLite: none."""
-    if dialect != "postgres":
-        return {}
-    keys = sorted({c.field for c in query.filters if c.field in ITEM_SOURCES})
+    """The distinct folded values of each field the query filters on that this database
+    resolves (`resolvable_fields`), read by a loose index scan (one probe per distinct
+    value). Fields with more than MAX_ITEMS values are left out (their filters test every
+    row)."""
+    sources = resolvable_fields(dialect)
+    keys = sorted({c.field for c in query.filters if c.field in sources})
     found: dict[str, list[str]] = {}
     for key in keys:
         table, column = ITEM_SOURCES[key]
@@ -435,6 +469,12 @@ def list_items(tx: Tx, dialect: str, query: ListQuery) -> dict[str, list[str]]:
         if len(rows) <= MAX_ITEMS:
             found[key] = [str(r[0]) for r in rows]
     return found
+
+
+def resolvable_fields(dialect: str) -> frozenset[str]:
+    """PostgreSQL: every ITEM_SOURCES field (GIN and payor indexes). SQLite: the list
+    fields, answered through their own tables' value indexes (it has no payor index)."""
+    return frozenset(ITEM_SOURCES) if dialect == "postgres" else frozenset(LIST_ITEMS_TABLES)
 
 
 def compiler_for(tx: Tx, dialect: str, query: ListQuery, today: date) -> Compiler:

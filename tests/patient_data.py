@@ -108,6 +108,8 @@ def load_facts(tx: Tx, facts: Sequence[PatientFacts], providers: dict[str, tuple
                                  a.provider or "D1", a.facility, a.type, a.status, a.notes))
         for measure in f.open_care_gaps:
             gaps.append((f.patient_id, measure, "2024-01-01", None))
+        for measure in f.closed_care_gaps:
+            gaps.append((f.patient_id, measure, "2024-01-01", "2024-06-01"))
         for condition in f.conditions:
             conditions.append((f.patient_id, condition))
         if f.last_contacted_at:

@@ -17,7 +17,7 @@ from domain.errors import NotFound
 from domain.lists import Focus, ListError, build_query
 from domain.lists_views import ViewError
 from projections.db import open_database
-from projections.patient_queries import ITEM_SOURCES, list_items, select_ids
+from projections.patient_queries import ITEM_SOURCES, count, list_items, select_ids
 from projections.patients import DDL
 from projections.patients_views import PageViewsProjection
 from projections.runner import rebuild
@@ -429,4 +429,7 @@ def test_postgres_text_filters_resolved_to_values_mean_the_same(pg_read_model: A
         assert set(list_items(tx, "postgres", query)) == {
             c.field for c in query.filters if c.field in ITEM_SOURCES}
         found = {k[0] for k in select_ids(tx, "postgres", query, TODAY)}
-    assert found == set(expected_ids(facts, query))
+        total = count(tx, "postgres", query, TODAY)
+    expected = set(expected_ids(facts, query))
+    assert found == expected
+    assert total == len(expected)
