@@ -260,9 +260,7 @@ class Compiler:
         assert isinstance(predicate, TextMatch)
         resolved = self.resolved(key, predicate)
         if resolved is not None and self.dialect == "postgres":  # positive only: no NOT
-            # (IS NOT NULL: the GIN indexes leave out patients without items)
-            return Sql(f"({column} IS NOT NULL AND {item_array(column)}"
-                       " && string_to_array(?, chr(31)))", [resolved])
+            return Sql(f"{item_array(column)} && string_to_array(?, chr(31))", [resolved])
         if resolved is not None:
             # SQLite: the patients with such an item, from the items' own table through
             # its value index (a few percent of the patients, fetched by id). An ordered

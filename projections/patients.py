@@ -139,11 +139,11 @@ CREATE TABLE IF NOT EXISTS billing (
 CREATE INDEX IF NOT EXISTS billing_provider ON billing (provider_id);
 CREATE INDEX IF NOT EXISTS conditions_condition ON conditions (condition_f);
 {POSTGRES_ONLY} CREATE INDEX IF NOT EXISTS patients_ar_items ON patients
-    USING gin (({item_array("ar_f")})) WHERE ar_f IS NOT NULL;
+    USING gin (({item_array("ar_f")}));
 {POSTGRES_ONLY} CREATE INDEX IF NOT EXISTS patients_conditions_items ON patients
-    USING gin (({item_array("conditions_f")})) WHERE conditions_f IS NOT NULL;
+    USING gin (({item_array("conditions_f")}));
 {POSTGRES_ONLY} CREATE INDEX IF NOT EXISTS patients_groups_items ON patients
-    USING gin (({item_array("groups_f")})) WHERE groups_f IS NOT NULL;
+    USING gin (({item_array("groups_f")}));
 {POSTGRES_ONLY} CREATE INDEX IF NOT EXISTS patients_payor ON patients (payor_f, status_f)
     INCLUDE (subscribed, mobile_n, home_n, email_f)
 """
