@@ -17,7 +17,7 @@ from application.patients_directory import CONTACT_PRESENT
 from domain.channels import Channel
 from domain.lists import ListQuery
 from projections.db import Tx
-from projections.patient_queries import Sql, compiler_for, resolve_scope, select_ids
+from projections.patient_queries import Sql, compiler_for, resolve_scope, run_ids
 from projections.patients import ID_BATCH, batches, placeholders
 
 CONTACT_WORDS = {
@@ -107,8 +107,8 @@ def check_list(tx: Tx, dialect: str, query: ListQuery, today: date, channel: Cha
     ids: list[str] = []
     if counts.reachable <= cap:
         extra = Sql(f"{kept} AND {CONTACT_PRESENT[channel]}")
-        ids = list(dict.fromkeys(k[0] for k in select_ids(tx, dialect, query, today,
-                                                          extra=extra)))
+        ids = list(dict.fromkeys(k[0] for k in run_ids(tx, compiler, query, providers,
+                                                       extra=extra)))
     return _result(channel, counts, 0, ids, cap, remove_inactive, remove_reminders_only)
 
 

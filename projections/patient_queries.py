@@ -483,23 +483,39 @@ def compiler_for(tx: Tx, dialect: str, query: ListQuery, today: date) -> Compile
 
 
 def count(tx: Tx, dialect: str, query: ListQuery, today: date) -> int:
-    sql = compiler_for(tx, dialect, query, today).count(query, resolve_scope(tx, query))
-    row = tx.fetchone(sql.text, sql.params)
-    return int(row[0]) if row else 0
+    return run_count(tx, compiler_for(tx, dialect, query, today), query,
+                     resolve_scope(tx, query))
 
 
 def select_ids(tx: Tx, dialect: str, query: ListQuery, today: date, limit: int | None = None,
                offset: int = 0, extra: Sql | None = None) -> list[tuple[str, ...]]:
-    sql = compiler_for(tx, dialect, query, today).ids(query, resolve_scope(tx, query), limit,
-                                                      offset, extra)
+    return run_ids(tx, compiler_for(tx, dialect, query, today), query,
+                   resolve_scope(tx, query), limit, offset, extra)
+
+
+# With a compiler and scope already read (list_items, resolve_scope), for callers that run
+# one list more than once: the count and a page, or the members and their ids.
+
+def run_count(tx: Tx, compiler: Compiler, query: ListQuery,
+              provider_ids: Sequence[str] | None) -> int:
+    sql = compiler.count(query, provider_ids)
+    row = tx.fetchone(sql.text, sql.params)
+    return int(row[0]) if row else 0
+
+
+def run_ids(tx: Tx, compiler: Compiler, query: ListQuery, provider_ids: Sequence[str] | None,
+            limit: int | None = None, offset: int = 0,
+            extra: Sql | None = None) -> list[tuple[str, ...]]:
+    sql = compiler.ids(query, provider_ids, limit, offset, extra)
     return [tuple(str(v) for v in row) for row in tx.fetchall(sql.text, sql.params)]
 
 
 def fetch_page(tx: Tx, dialect: str, query: ListQuery, today: date) -> ListPage:
-    total = count(tx, dialect, query, today)
+    compiler, providers = compiler_for(tx, dialect, query, today), resolve_scope(tx, query)
+    total = run_count(tx, compiler, query, providers)
     offset = (query.page - 1) * query.page_size
-    keys = select_ids(tx, dialect, query, today, query.page_size, offset) if offset < total \
-        else []
+    keys = run_ids(tx, compiler, query, providers, query.page_size, offset) \
+        if offset < total else []
     return ListPage(rows_for(tx, keys, query.focus, query.shown_columns, today), total)
 
 
