@@ -25,11 +25,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
-from application.import_rows import python_path
+from application.import_rows import child_failure, start_child
 
 
 class ImportProjectionError(Exception):
@@ -40,11 +39,8 @@ class ProjectorProcess:
     """The same face as patients_import.BackgroundCatchUp: request, wait_for, done, close."""
 
     def __init__(self, store_env: Mapping[str, str], database_url: str) -> None:
-        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-        self._child = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._errors, text=True, bufsize=1,
-            env={**os.environ, "PYTHONPATH": python_path()})
+        self._child, self._errors = start_child(
+            __name__, [], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self._done = 0
         self._send(json.dumps({"env": dict(store_env), "database_url": database_url}))
 
@@ -72,13 +68,8 @@ class ProjectorProcess:
                 self._failed()
             self._done = int(answer)
 
-    def _failed(self) -> None:
-        code = self._child.wait()
-        self._errors.seek(0)
-        last = self._errors.read().decode("utf-8", "replace").strip().splitlines()[-1:]
-        raise ImportProjectionError(
-            f"the projecting process ended unexpectedly (exit code {code})"
-            + (f": {last[0]}" if last else ""))
+    def _failed(self) -> NoReturn:
+        raise ImportProjectionError(child_failure(self._child, self._errors, "projecting"))
 
     def close(self) -> None:
         """No more windows: the child finishes what it was asked and exits."""

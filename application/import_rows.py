@@ -137,15 +137,13 @@ class CheckedRows:
             in_process = path.stat().st_size >= PROCESS_MIN_BYTES
         self.in_process = in_process
         self._closed = threading.Event()
-        self._child: subprocess.Popen[bytes] | None = None
+        self._child: subprocess.Popen[Any] | None = None
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CHUNKS)
         if in_process:
-            self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-            self._child = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(path), kind.value, today.isoformat()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._errors,
-                env={**os.environ, "PYTHONPATH": python_path()})
+            self._child, self._errors = start_child(
+                __name__, [str(path), kind.value, today.isoformat()],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
         else:
             self._thread = threading.Thread(
                 target=_feed, args=(check_file(path, kind, today), self._put_local),
@@ -168,11 +166,7 @@ class CheckedRows:
         try:
             return pickle.load(self._child.stdout)
         except (EOFError, pickle.UnpicklingError):
-            code = self._child.wait()
-            self._errors.seek(0)
-            last = self._errors.read().decode("utf-8", "replace").strip().splitlines()[-1:]
-            raise ImportReadError(f"the reader process ended unexpectedly (exit code {code})"
-                                  + (f": {last[0]}" if last else "")) from None
+            raise ImportReadError(child_failure(self._child, self._errors, "reader")) from None
 
     def __iter__(self) -> Iterator[CheckedChunk]:
         while True:
@@ -194,6 +188,25 @@ class CheckedRows:
             self._errors.close()
         elif self._thread is not None:
             self._thread.join()
+
+
+def start_child(module: str, args: list[str], **options: Any
+                ) -> tuple[subprocess.Popen[Any], IO[bytes]]:
+    """`python -m module args…` in a fresh interpreter that finds this package, its error
+    output kept in a temporary file (for child_failure; the caller closes it)."""
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it
+    child = subprocess.Popen([sys.executable, "-m", module, *args], stderr=errors,
+                             env={**os.environ, "PYTHONPATH": python_path()}, **options)
+    return child, errors
+
+
+def child_failure(child: subprocess.Popen[Any], errors: IO[bytes], role: str) -> str:
+    """Why a child process stopped: its exit code and the last line of its error output."""
+    code = child.wait()
+    errors.seek(0)
+    last = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+    return f"the {role} process ended unexpectedly (exit code {code})" + (
+        f": {last[0]}" if last else "")
 
 
 def python_path() -> str:
