@@ -67,3 +67,21 @@ def test_a_reader_that_fails_is_reported_not_waited_for(tmp_path: Path) -> None:
     with pytest.raises(ImportReadError, match="IsADirectoryError"):
         list(reader)
     reader.close()
+
+
+def test_a_reader_process_that_dies_is_reported_with_its_exit_code(tmp_path: Path) -> None:
+    # given a child process checking a large file
+    path = _file(tmp_path / "big.csv", 30_000)
+    reader = CheckedRows(path, ImportKind.PATIENTS, TODAY, in_process=True)
+    chunks = iter(reader)
+    next(chunks)
+    # when it is killed mid-file (kill -9)
+    assert reader._child is not None
+    reader._child.kill()
+    # then the importer hears that the reader died and how, instead of a truncated file
+    try:
+        with pytest.raises(ImportReadError,
+                           match=r"reader process ended unexpectedly \(exit code -9\)"):
+            list(chunks)
+    finally:
+        reader.close()
