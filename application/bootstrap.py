@@ -36,6 +36,7 @@ def build_gateway(settings: Settings, clock: Clock) -> SmsGateway:
             messaging_service_sid=settings.twilio_messaging_service_sid,
             status_callback_base=settings.public_url,
             api_base_url=settings.twilio_api_base_url,
+            timeout=settings.twilio_timeout_seconds,
         )
     return SimulatorSmsGateway(now=clock.now, failure_rate=settings.simulator_failure_rate,
                                seed=settings.simulator_seed)

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices(
             "TWILIO_MESSAGING_SERVICE_SID", "OUTREACH_TWILIO_MESSAGING_SERVICE_SID"))
     twilio_api_base_url: str | None = None  # tests point the official SDK at a local fake
+    # How long a send waits for Twilio's answer. A later answer is not a failure: the
+    # message may have gone, so the attempt is reconciled before any retry.
+    twilio_timeout_seconds: float = Field(default=10.0, gt=0)
 
     simulator_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     simulator_seed: int = 7

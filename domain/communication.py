@@ -1,7 +1,7 @@
 """One Communication per (campaign, patient): the id is uuid5 of both, so a patient can never
 get two communications of one campaign, whatever retries, crashes or redeliveries happen.
 
-planned → attempt started → accepted (→ delivered) | attempt failed → … →
+planned → attempt started (→ outcome unknown) → accepted (→ delivered) | attempt failed → … →
 "Unsuccessful - Communication Retries Exceeded" after the fifth failed attempt;
 or skipped (opted out, no mobile, invalid number), or cancelled (campaign stopped).
 """
@@ -70,6 +70,8 @@ class Communication(Aggregate):
         self.provider_ref = ""
         self.reason = ""
         self.attempt_started_at: datetime | None = None
+        #: the attempt whose provider call was made but whose outcome nobody knows
+        self.unknown_attempt: int | None = None
 
     # -- queries -----------------------------------------------------------------------
     @property
@@ -129,6 +131,26 @@ class Communication(Aggregate):
         self.status = CommStatus.SENDING
         self.due_at = None
         self.attempt_started_at = at
+
+    @property
+    def call_made(self) -> bool:
+        """Did the current attempt reach the provider call (its outcome unknown)? A
+        dispatcher that died after "attempt started" may not have called at all."""
+        return self.awaiting_outcome and self.unknown_attempt == self.attempts
+
+    def outcome_unknown(self, attempt: int, at: datetime, reason: str, code: str) -> None:
+        """The provider call was made and its answer lost (timeout after sending, connection
+        reset, unreadable reply). Not a failure: the attempt stays open until the provider
+        is asked whether the message went, or its receipt tells."""
+        if attempt != self.attempts or self.status != CommStatus.SENDING:
+            raise DomainError(f"no attempt {attempt} awaiting an outcome")
+        self._outcome_unknown(attempt=attempt, at=at, reason=reason, code=code)
+
+    @event("OutcomeUnknown")
+    def _outcome_unknown(self, attempt: int, at: datetime, reason: str, code: str) -> None:
+        self.unknown_attempt = attempt
+        self.last_outcome = reason
+        self.last_code = code
 
     def accept(self, attempt: int, at: datetime, provider_ref: str) -> None:
         """The provider took the message (Twilio: queued/sent). Final unless a receipt fails."""

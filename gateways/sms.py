@@ -26,6 +26,10 @@ class SendResult:
     error_code: str = ""
     error_message: str = ""  # provider words, never the number or the body
     kind: FailureKind | None = None
+    #: True when nobody can tell whether the provider took the message (a timeout after the
+    #: request was sent, a connection lost after the body was written, a 2xx we cannot
+    #: read). Not a failure: before any further attempt the provider must be asked.
+    unknown: bool = False
 
     @classmethod
     def ok(cls, provider_ref: str, status: str = "queued") -> SendResult:
@@ -35,11 +39,18 @@ class SendResult:
     def failed(cls, code: str, message: str, kind: FailureKind) -> SendResult:
         return cls(False, status="failed", error_code=code, error_message=message, kind=kind)
 
+    @classmethod
+    def outcome_unknown(cls, code: str, message: str) -> SendResult:
+        return cls(False, status="unknown", error_code=code, error_message=message,
+                   unknown=True)
+
 
 class SmsGateway(ABC):
     @abstractmethod
     def send(self, message: OutboundText) -> SendResult:
-        """Never raises for provider or network trouble: those become a failed SendResult."""
+        """Never raises for provider or network trouble: those become a failed SendResult,
+        or an `outcome_unknown` one when the request may have reached the provider (then
+        the caller must ask `find_sent` before sending that message again)."""
 
     @abstractmethod
     def find_sent(self, to: str, body: str, since: datetime) -> SendResult | None:

@@ -47,7 +47,8 @@ PERMANENT_CODES: dict[int, str] = {
 TIMEOUT = Classification(
     FailureKind.TRANSIENT, "provider did not answer in time (the message may have been taken)")
 CONNECTION = Classification(FailureKind.TRANSIENT, "could not reach the provider")
-UNREADABLE = Classification(FailureKind.TRANSIENT, "provider answer could not be read")
+UNREADABLE = Classification(
+    FailureKind.TRANSIENT, "provider answer could not be read (the message may have been taken)")
 
 
 def _as_int(value: int | str | None) -> int | None:

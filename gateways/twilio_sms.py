@@ -17,6 +17,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioS
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from gateways import twilio_errors
 from gateways.sms import OutboundText, SendResult, SmsGateway
@@ -104,14 +105,19 @@ class TwilioSmsGateway(SmsGateway):
                 **({"status_callback": callback} if callback else {}), **sender)
         except (TwilioRestException, TwilioServiceException) as exc:
             return self._refused(message.reference, exc.code, exc.status)
-        except requests.Timeout:
-            return self._trouble(message.reference, "timeout", twilio_errors.TIMEOUT)
-        except requests.RequestException:
-            return self._trouble(message.reference, "connection", twilio_errors.CONNECTION)
+        except requests.RequestException as exc:
+            if never_left(exc):
+                return self._trouble(message.reference, "connection", twilio_errors.CONNECTION)
+            # The request was written: Twilio may have taken the message and we did not
+            # hear it. A second send now could text the patient twice.
+            code = "timeout" if isinstance(exc, requests.Timeout) else "connection-lost"
+            return self._unknown(message.reference, code, twilio_errors.TIMEOUT)
         except (TwilioException, ValueError):  # a 2xx whose body is not Twilio's JSON
-            return self._trouble(message.reference, "unreadable", twilio_errors.UNREADABLE)
+            return self._unknown(message.reference, "unreadable", twilio_errors.UNREADABLE)
+        if not created.sid:  # a 2xx that names no message: taken or not, we cannot tell
+            return self._unknown(message.reference, "unreadable", twilio_errors.UNREADABLE)
         log.info("sms accepted ref=%s sid=%s", message.reference, created.sid)
-        return SendResult.ok(created.sid or "", str(created.status or "queued"))
+        return SendResult.ok(created.sid, str(created.status or "queued"))
 
     def find_sent(self, to: str, body: str, since: datetime) -> SendResult | None:
         """The newest message to `to` with exactly this body, created at or after `since`,
@@ -152,3 +158,31 @@ class TwilioSmsGateway(SmsGateway):
     def _trouble(reference: str, code: str, verdict: twilio_errors.Classification) -> SendResult:
         log.warning("sms send trouble ref=%s code=%s", reference, code)
         return SendResult.failed(code, verdict.reason, verdict.kind)
+
+    @staticmethod
+    def _unknown(reference: str, code: str, verdict: twilio_errors.Classification) -> SendResult:
+        log.warning("sms send outcome unknown ref=%s code=%s", reference, code)
+        return SendResult.outcome_unknown(code, verdict.reason)
+
+
+def never_left(exc: BaseException) -> bool:
+    """Did the request certainly not reach the provider? True only for failures before a
+    byte was sent: no connection (refused, DNS, connect timeout) or a failed TLS handshake.
+    Anything else (read timeout, connection reset or closed after the body was written)
+    leaves the outcome unknown."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return True
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, NewConnectionError | ConnectTimeoutError):
+            return True
+        # requests wraps urllib3's MaxRetryError (whose `reason` is the real cause) in args.
+        linked = [getattr(current, "reason", None), current.__cause__, current.__context__,
+                  *current.args]
+        pending.extend(e for e in linked if isinstance(e, BaseException))
+    return False

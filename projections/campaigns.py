@@ -156,6 +156,8 @@ class CampaignProjection(Projection):
             sets.update(due_at=iso(e.until), reason=e.reason)
         elif name == "Communication.AttemptStarted":
             sets.update(attempts=e.attempt, due_at=None)
+        elif name == "Communication.OutcomeUnknown":
+            sets.update(last_outcome=e.reason, last_code=e.code)
         elif name == "Communication.Accepted":
             sets.update(provider_ref=e.provider_ref, last_outcome="accepted", reason="")
         elif name == "Communication.Delivered":

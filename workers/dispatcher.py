@@ -9,8 +9,9 @@ Small steps, in the words of the rules:
    crash can never make us forget that a message may have gone;
 4. call the gateway (which never raises for provider trouble);
 5. record the outcomes in one save; the caller commits the bus offsets only after that.
-A communication found "attempt started" without an outcome (its dispatcher died) is
-reconciled by asking the provider whether the message went, before sending it again.
+A communication found "attempt started" without an outcome (its dispatcher died, or the
+provider's answer was lost: a timeout after sending, a reset connection) is reconciled by
+asking the provider whether the message went, before anything is sent again.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class DispatchStats:
     duplicates: int = 0
     reconciled: int = 0
     cancelled: int = 0
+    unknown: int = 0  # provider calls whose outcome was lost: reconciled before any retry
 
     def add(self, other: DispatchStats) -> None:
         for name in self.__dataclass_fields__:
@@ -300,6 +302,14 @@ class Dispatcher:
                 job.result = found
                 stats.reconciled += 1
                 return
+            if job.comm.call_made:
+                # We called and lost the answer, and by now the provider has no record of
+                # the message: that attempt failed. It counts, and the next one follows the
+                # retry policy like any transient failure.
+                job.result = SendResult.failed(
+                    "not-found", "the provider has no record of the message",
+                    FailureKind.TRANSIENT)
+                return
             if not self.calendar.is_open(Channel(job.comm.channel), now):
                 # It never went, and now is not the time: a transient failure, retried later.
                 job.result = SendResult.failed(
@@ -312,6 +322,16 @@ class Dispatcher:
         result = job.result
         assert result is not None
         comm, attempt = job.comm, job.intent.attempt
+        if result.unknown:
+            # Never a failure: a retry now could text the patient twice. The attempt stays
+            # open; once it is stale the provider is asked (see `_call`), or its receipt
+            # settles it first.
+            comm.outcome_unknown(attempt, at, result.error_message or "outcome unknown",
+                                 result.error_code)
+            stats.unknown += 1
+            log.warning("attempt_outcome_unknown", communication=str(comm.id),
+                        attempt=attempt, code=result.error_code)
+            return
         if result.accepted:
             comm.accept(attempt, at, result.provider_ref)
             stats.sent += 1

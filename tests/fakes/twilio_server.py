@@ -18,9 +18,11 @@ status callbacks to each message's StatusCallback URL.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 import urllib.error
@@ -40,6 +42,7 @@ API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "f" * 32
 DEFAULT_AUTH_TOKEN = "fake-twilio-auth-token"
 MAX_BODY_CHARS = 1600
+DROP_CONNECTION = -1  # _handle's answer: close the socket without a response
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 MESSAGES_PATH = re.compile(
     r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages(?:/(?P<sid>[^/]+))?\.json$")
@@ -94,6 +97,10 @@ class ForcedResponse:
     message: str = "forced by the test"
     delay: float = 0.0
     method: str | None = None  # None: the next request whatever its method
+    #: create the message first, then wait `delay` (Twilio took it; its answer is late)
+    accept_first: bool = False
+    #: close the connection without an answer (after accepting, when accept_first)
+    drop: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,19 @@ class FakeTwilioServer:
     def delay_next(self, seconds: float, *, n: int = 1, method: str | None = None) -> None:
         """Answer the next n requests late, yet accept them (as a slow Twilio would)."""
         self.force(*[ForcedResponse(None, delay=seconds, method=method)] * n)
+
+    def answer_late_next(self, seconds: float, *, n: int = 1) -> None:
+        """Take the next n messages at once but answer only `seconds` later: a client whose
+        timeout is shorter cannot know that the message went."""
+        self.force(*[ForcedResponse(None, delay=seconds, method="POST", accept_first=True)] * n)
+
+    def drop_after_accept_next(self, n: int = 1) -> None:
+        """Take the next n messages, then close the connection without answering."""
+        self.force(*[ForcedResponse(None, method="POST", accept_first=True, drop=True)] * n)
+
+    def drop_without_accepting_next(self, n: int = 1) -> None:
+        """Read the next n message requests, take none, and close without answering."""
+        self.force(*[ForcedResponse(None, method="POST", drop=True)] * n)
 
     # -- what happened ---------------------------------------------------------------------
     def messages(self) -> list[FakeMessage]:
@@ -259,6 +279,10 @@ class FakeTwilioServer:
         if match["account"] != self.account_sid:
             return _error(404, 20404, "The requested resource was not found")
         forced = self._next_forced(method)
+        if forced is not None and (forced.accept_first or forced.drop) and method == "POST":
+            answer = self._create(form) if forced.accept_first else (DROP_CONNECTION, None)
+            self._stopping.wait(forced.delay)
+            return (DROP_CONNECTION, None) if forced.drop else answer
         if forced is not None:
             if forced.delay:
                 self._stopping.wait(forced.delay)
@@ -404,6 +428,11 @@ def _handler_for(fake: FakeTwilioServer) -> type[BaseHTTPRequestHandler]:
             status, payload = fake._handle(
                 method, parts.path, parse_qs(parts.query, keep_blank_values=True),
                 parse_qs(raw, keep_blank_values=True), self.headers.get("Authorization"))
+            if status == DROP_CONNECTION:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
             data = json.dumps(payload).encode()
             try:
                 self.send_response(status)

@@ -122,20 +122,35 @@ def test_an_unknown_4xx_is_permanent(twilio: FakeTwilioServer) -> None:
     assert gateway_for(twilio).send(text()).kind is FailureKind.PERMANENT
 
 
-def test_a_timeout_is_transient_and_does_not_raise(twilio: FakeTwilioServer) -> None:
-    """Given a Twilio slower than our timeout that still takes the message, when sending,
-    then we get a transient failure (no exception), and reconciliation then finds the
-    message, which is how a retry avoids a duplicate text."""
-    twilio.delay_next(1.0, method="POST")
+def test_a_timeout_after_the_request_went_leaves_the_outcome_unknown(
+        twilio: FakeTwilioServer) -> None:
+    """Given a Twilio that takes the message but answers after our timeout, when sending,
+    then the result is neither accepted nor failed but unknown (no exception), and
+    reconciliation finds the message: that is how the next attempt avoids a second text."""
+    twilio.answer_late_next(1.0)
     sms = gateway_for(twilio, timeout=0.2)
     started = time.monotonic()
     result = sms.send(text())
     assert time.monotonic() - started < 0.9
-    assert (result.accepted, result.error_code, result.kind) == (
-        False, "timeout", FailureKind.TRANSIENT)
-    assert twilio.wait_for_accepted(PATIENT)
+    assert (result.accepted, result.unknown, result.error_code, result.kind) == (
+        False, True, "timeout", None)
     found = sms.find_sent(PATIENT, BODY, START)
     assert found is not None and found.provider_ref == twilio.accepted(PATIENT)[0].sid
+
+
+def test_a_connection_closed_after_the_body_was_written_leaves_the_outcome_unknown(
+        twilio: FakeTwilioServer) -> None:
+    twilio.drop_after_accept_next()
+    result = gateway_for(twilio).send(text())
+    assert (result.accepted, result.unknown, result.error_code) == (
+        False, True, "connection-lost")
+    assert len(twilio.accepted(PATIENT)) == 1
+
+
+def test_a_2xx_the_sdk_cannot_read_leaves_the_outcome_unknown(twilio: FakeTwilioServer) -> None:
+    twilio.force(ForcedResponse(200, code=None, method="POST"))  # a 200 naming no message
+    result = gateway_for(twilio).send(text())
+    assert (result.accepted, result.unknown, result.error_code) == (False, True, "unreadable")
 
 
 def test_an_unreachable_provider_is_transient() -> None:
@@ -143,8 +158,8 @@ def test_an_unreachable_provider_is_transient() -> None:
         sms = gateway_for(twilio)
     # the server is stopped: nothing listens on its port any more
     result = sms.send(text())
-    assert (result.accepted, result.error_code, result.kind) == (
-        False, "connection", FailureKind.TRANSIENT)
+    assert (result.accepted, result.unknown, result.error_code, result.kind) == (
+        False, False, "connection", FailureKind.TRANSIENT)
 
 
 def test_find_sent_finds_an_accepted_message_still_queued(twilio: FakeTwilioServer) -> None:

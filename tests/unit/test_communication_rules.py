@@ -223,3 +223,21 @@ def test_deferring_moves_the_due_time_but_not_an_attempt_under_way() -> None:
     comm.start_attempt(1, T0 + timedelta(hours=19))
     with pytest.raises(DomainError, match="cannot defer"):
         comm.defer(T0 + timedelta(hours=20), reason="rate cap")
+
+
+def test_a_lost_provider_answer_keeps_the_attempt_open_until_the_provider_is_asked() -> None:
+    # Given an attempt under way whose provider answer was lost (a timeout after sending)
+    comm = sending()
+    assert not comm.call_made  # a dispatcher that died here may never have called
+    comm.outcome_unknown(1, T0, "provider did not answer in time", "timeout")
+    # Then it is neither failed nor sent: still awaiting its outcome, with the call known made
+    assert (comm.status, comm.attempts, comm.call_made) == (CommStatus.SENDING, 1, True)
+    # And reconciliation can still settle it either way
+    comm.accept(1, T0, "SM1")
+    assert comm.status == CommStatus.SENT
+    assert not comm.call_made
+
+
+def test_an_unknown_outcome_is_refused_for_an_attempt_not_under_way() -> None:
+    with pytest.raises(DomainError):
+        sent().outcome_unknown(1, T0, "lost", "timeout")
