@@ -12,7 +12,6 @@ search on). Refusals print one line on stderr.
 
 from __future__ import annotations
 
-import csv
 import getpass
 import json
 import os
@@ -28,6 +27,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from application.csv_safe import SafeCsvWriter
 from application.import_projector import ImportProjectionError
 from application.patients import ListResult, PatientService, SavedView
 from application.patients_import import ImportFileError, ImportSummary
@@ -188,7 +188,8 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
                               "scope": result.scope, "columns": list(result.columns),
                               "rows": result.rows}, ensure_ascii=False, default=str))
         elif as_csv:
-            writer = csv.writer(sys.stdout)
+            # Formula-safe: names, notes and care gaps are whatever the imported files said.
+            writer = SafeCsvWriter(sys.stdout)
             writer.writerow(result.labels)
             writer.writerows([[_cell(r.get(c)) for c in result.columns] for r in result.rows])
         else:

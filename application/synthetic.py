@@ -194,7 +194,12 @@ def _write_related(paths: dict[str, Path], patients: int, providers: int, rng: r
 
 
 class _writer:
-    """A csv writer on a new UTF-8 file, closed on exit."""
+    """A csv writer on a new UTF-8 file, closed on exit.
+
+    Deliberately the plain csv.writer, not the formula-safe one (application/csv_safe.py):
+    these files are practice INPUT for `outreach import`, not a report for staff to open,
+    and every value is generated here (nothing untrusted flows in). Neutralising would put a
+    `'` in front of the `+1 500 555 …` test numbers and change the data the demo imports."""
 
     def __init__(self, path: Path) -> None:
         self.file = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
