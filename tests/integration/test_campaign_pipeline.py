@@ -3,6 +3,7 @@ PostgreSQL (`stack`): create → activate → windows, caps, retries, opt-outs �
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from domain.pacing import HOUR
 from domain.retry import FailureKind
 from gateways.simulator_sms import SimulatorSmsGateway
 from tests.fixtures_app import TUESDAY_9AM, import_patients, patient_row
+from workers.ratelimit import RateLimiter
 from workers.runner import EmbeddedRunner
 
 BODY = "Flu shots are here. Call (555) 010-0100 to book."
@@ -41,6 +43,11 @@ def run_until(o: Any, until: datetime) -> EmbeddedRunner:
     runner = EmbeddedRunner(o)
     runner.run_simulated(until)
     return runner
+
+
+def most_in_any_closed_span(times: list[datetime], length: timedelta) -> int:
+    """Most sends in any span [t, t + length], both ends counted. `times` must be sorted."""
+    return max((bisect_right(times, t + length) - i for i, t in enumerate(times)), default=0)
 
 
 def statuses(o: Any, campaign_id: Any) -> Counter[str]:
@@ -331,9 +338,41 @@ def test_a_backlog_larger_than_one_scheduler_batch_keeps_moving(make_outreach, t
     o.clock.advance_to(TUESDAY_9AM + timedelta(hours=3))
     runner = EmbeddedRunner(o, dispatch=False)
     runner.scheduler.batch = 10
+    # (with room for all 30 at once: the default burst of 10 would pace them)
+    runner.scheduler.limiter = RateLimiter(o.db, per_hour=100_000, burst=100)
     o.catch_up()
     # When it ticks three times without any dispatcher having taken an intent yet
     issued = [runner.scheduler.tick() for _ in range(4)]
     # Then the whole backlog was issued, ten at a time, and nothing twice
     assert issued == [10, 10, 10, 0]
     assert len({i.communication_id for i in runner.bus.poll(100)}) == 30
+
+
+@pytest.mark.slow  # 2,000 sends paced one by one: ~35 s on SQLite, ~65 s on PostgreSQL
+def test_workers_started_late_pace_the_backlog_instead_of_sending_it_in_one_burst(
+        make_outreach, tmp_path):
+    # Given 2,000 patients and a campaign at the default 1,000 an hour (burst 10), planned
+    # from 11:00 Central
+    o = make_outreach()
+    given_patients(o, tmp_path, numbers(2000))
+    cid = o.campaigns.create(name="Flu", body=BODY, help_number="555-0100", active=True)
+    # When the workers start only at 11:50 (834 slots overdue) and run through the day
+    opened = TUESDAY_9AM + timedelta(hours=2)
+    o.clock.advance_to(opened + timedelta(minutes=50))
+    run_until(o, TUESDAY_9AM + timedelta(days=1))
+    # Then the ledger shows no closed 60-minute span over 1,000 and no closed minute over
+    # ceil(1000/60) + 10 (before: 834 in the same second, 834 more exactly an hour later)
+    rows = o.db.fetchall("SELECT sent_at FROM send_ledger WHERE campaign_id = ?", (str(cid),))
+    times = sorted(datetime.fromisoformat(r[0]) for r in rows)
+    assert most_in_any_closed_span(times, HOUR) <= 1000
+    assert most_in_any_closed_span(times, timedelta(minutes=1)) <= 27
+    # And the backlog started with ten at 11:50, then went one every 3.6 s
+    started = opened + timedelta(minutes=50)
+    assert times[:12] == [started] * 10 + [started + o.limiter.pace.interval * k
+                                           for k in (1, 2)]
+    # And the campaign still finished, in order, inside the window, each patient once
+    sent = sorted(o.gateway.sent, key=lambda m: m.at)
+    assert [m.to for m in sent] == numbers(2000)
+    assert [m.at for m in sent] == times
+    assert all(11 <= local(m.at).hour < 20 for m in sent)
+    assert o.campaigns.get(cid).status == "Completed"
