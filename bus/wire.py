@@ -1,8 +1,9 @@
-"""The public wire format of stored events on Kafka (a versioned contract, schema_version 1).
+"""The wire format of stored events on Kafka (a versioned contract, schema_version 1).
 
-Every event the event store records is published once (at least once, see bus.kafka_relay)
-to the events topic as UTF-8 JSON, keyed by the aggregate id so one aggregate's events stay
-in order on one partition:
+The events topic carries the public view of each event (bus.public_events: an allowlist of
+event types and fields, PHI left out or replaced by keyed pseudonyms; internal events are
+not published), at least once (see bus.kafka_relay), as UTF-8 JSON keyed by the aggregate id
+so one aggregate's events stay in order on one partition:
 
     {
       "schema_version": 1,
@@ -94,25 +95,42 @@ def event_type_of(domain_event: object) -> str:
     return type(domain_event).__qualname__
 
 
-def encode_event(domain_event: DomainEventProtocol[Any], position: int) -> bytes:
+def event_data(domain_event: DomainEventProtocol[Any]) -> dict[str, Any]:
+    """The event's own fields (not the envelope's), as stored: Python values."""
     # The protocol only promises originator_id/_version; eventsourcing's events are
     # dataclasses whose fields (timestamp included) live in __dict__.
-    fields = vars(domain_event)
-    timestamp = fields.get("timestamp")
+    return {k: v for k, v in vars(domain_event).items() if k not in _ENVELOPE_FIELDS}
+
+
+def encode_message(
+    domain_event: DomainEventProtocol[Any],
+    position: int,
+    data: Mapping[str, Any],
+    *,
+    aggregate_id: UUID | None = None,
+) -> bytes:
+    """The envelope around `data` (the event's own fields or a view of them, see
+    bus.public_events); `aggregate_id` replaces the stored id when that id must not show."""
+    timestamp = vars(domain_event).get("timestamp")
     if not isinstance(timestamp, datetime):
         raise TypeError(f"{type(domain_event).__qualname__} has no timestamp")
-    data = {k: to_wire_value(v) for k, v in fields.items() if k not in _ENVELOPE_FIELDS}
     message = {
         "schema_version": WIRE_SCHEMA_VERSION,
         "event_type": event_type_of(domain_event),
         "topic": get_topic(type(domain_event)),
-        "aggregate_id": str(domain_event.originator_id),
+        "aggregate_id": str(aggregate_id or domain_event.originator_id),
         "aggregate_version": int(domain_event.originator_version),
         "position": int(position),
         "occurred_at": timestamp.isoformat(),
-        "data": data,
+        "data": {k: to_wire_value(v) for k, v in data.items()},
     }
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def encode_event(domain_event: DomainEventProtocol[Any], position: int) -> bytes:
+    """The whole stored event: internal use (audits with `outreach events --internal`).
+    The public events topic carries bus.public_events.encode_public_event instead."""
+    return encode_message(domain_event, position, event_data(domain_event))
 
 
 def decode_event(raw: bytes) -> dict[str, Any]:

@@ -6,13 +6,17 @@ Two aggregates:
 - PatientPreferences, one per patient: staff-entered opt-outs by type (Global, Health
   Reminders - Text/Phone/Email, All Text, Appt Conf - …, protocol) with a duration.
 Ids are uuid5 of a key, never the raw number or name, because ids stay readable even when
-event state is encrypted at rest.
+event state is encrypted at rest. A number's key is keyed (HMAC-SHA256 under the deployment's
+contact-key secret, `ContactKeys`): a bare hash of a US number is reversed by trying all 10^10
+of them. Opt-outs recorded before keyed hashes carry the bare SHA-256 key (`legacy_*`): they
+are still looked up, never written.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import hmac
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -75,12 +79,63 @@ def check_duration(kind: OptOutType, last_day: date | None) -> None:
         raise OptOutRuleViolation("a Global opt-out is always permanent (no date or days)")
 
 
-def phone_key(e164: str) -> str:
+# A shorter secret could be guessed faster than the numbers it protects could be tried.
+MIN_SECRET_BYTES = 32
+
+
+def keyed_hash(secret: bytes, text: str) -> str:
+    return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def phone_key(e164: str, secret: bytes) -> str:
+    """HMAC-SHA256 of "phone:+E164" under the contact-key secret (hex)."""
+    return keyed_hash(secret, f"phone:{e164}")
+
+
+def phone_opt_out_id(e164: str, secret: bytes) -> UUID:
+    return uuid5(PREFERENCES_NAMESPACE, phone_key(e164, secret))
+
+
+def legacy_phone_key(e164: str) -> str:
+    """The bare SHA-256 key of opt-outs recorded before keyed hashes (read, never written)."""
     return hashlib.sha256(f"phone:{e164}".encode()).hexdigest()
 
 
-def phone_opt_out_id(e164: str) -> UUID:
-    return uuid5(PREFERENCES_NAMESPACE, phone_key(e164))
+def legacy_phone_opt_out_id(e164: str) -> UUID:
+    return uuid5(PREFERENCES_NAMESPACE, legacy_phone_key(e164))
+
+
+@dataclass(frozen=True)
+class ContactKeys:
+    """The contact-key secret, handed to whoever turns a number into a key. The application
+    builds it from the configuration (application/contact_keys.py); the domain only uses it.
+    Never change the secret of a deployment: every opt-out key would change with it."""
+
+    secret: bytes = field(repr=False)  # never in a log line or a traceback's repr
+
+    def __post_init__(self) -> None:
+        if len(self.secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"the contact-key secret needs at least {MIN_SECRET_BYTES} bytes")
+
+    def phone_key(self, e164: str) -> str:
+        return phone_key(e164, self.secret)
+
+    def phone_opt_out_id(self, e164: str) -> UUID:
+        return phone_opt_out_id(e164, self.secret)
+
+    def opt_out_ids(self, e164: str) -> tuple[UUID, UUID]:
+        """Where a number's STOP may be recorded: keyed first, then the legacy id."""
+        return self.phone_opt_out_id(e164), legacy_phone_opt_out_id(e164)
+
+    def public_phone_key(self, stored_key: str) -> str:
+        """What the public events topic shows for an opt-out key: keyed again, so an opt-out
+        stored under the legacy bare SHA-256 key is not reversible there either."""
+        return keyed_hash(self.secret, f"opt-out:{stored_key}")
+
+    def public_number_key(self, e164: str) -> str:
+        """A number's public pseudonym: the public key of its opt-out (so a STOP text and
+        the opt-out it made match on the topic)."""
+        return self.public_phone_key(self.phone_key(e164))
 
 
 def patient_preferences_id(patient_id: str) -> UUID:
@@ -99,8 +154,8 @@ class PhoneOptOut(Aggregate):
         self.changed_at: datetime | None = None
 
     @classmethod
-    def for_number(cls, e164: str) -> PhoneOptOut:
-        return cls(key=phone_key(e164))
+    def for_number(cls, e164: str, keys: ContactKeys) -> PhoneOptOut:
+        return cls(key=keys.phone_key(e164))
 
     def keyword(self, word: Keyword, at: datetime) -> bool:
         """Apply STOP/START; returns whether anything changed (a repeated STOP does not)."""

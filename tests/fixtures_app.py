@@ -6,6 +6,7 @@ Behavioural tests take `make_outreach` and get the same suite on both stacks via
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,12 @@ from application.clock import SimulatedClock
 from application.settings import Settings
 from application.synthetic import PATIENT_HEADER
 from gateways.simulator_sms import SimulatorSmsGateway
+
+# A fixed contact-key secret for the whole test session, as a deployment sets one (PostgreSQL
+# refuses to start without it). In the environment, so Settings built anywhere in the tests
+# and the CLI subprocesses (which inherit it) all key numbers alike.
+TEST_CONTACT_KEY_SECRET = "test-contact-key-secret-0123456789abcdef"
+os.environ.setdefault("OUTREACH_CONTACT_KEY_SECRET", TEST_CONTACT_KEY_SECRET)
 
 # Tuesday 24 November 2026, 09:00 US Central: a sending day, before the text window opens.
 TUESDAY_9AM = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
