@@ -6,11 +6,12 @@ straight to the rejects file; only the first `REPORTED_REJECTIONS` reasons are k
 summary.
 
 Each chunk's valid rows are compared with the read model by row hash; only new or changed
-rows become a `PatientImport.RowsImported` event. Every `WINDOW_CHUNKS` chunks the events
-are saved together and a background thread brings the projection up to date while the
-next window is compared and recorded; until a window is projected the hashes of its rows
-are remembered, so a patient repeated later in the same file is compared with its own
-earlier row. Re-importing a file therefore records nothing.
+rows become `PatientImport.RowsImported` events (one, or more when the rows are wide: each
+holds at most `CHUNK_BYTES` of text). Every `WINDOW_CHUNKS` events are saved together and a
+background thread brings the projection up to date while the next window is compared and
+recorded; until a window is projected the hashes of its rows are remembered, so a patient
+repeated later in the same file is compared with its own earlier row. Re-importing a file
+therefore records nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from uuid import UUID
 
 import structlog
 
+from application.csv_safe import SafeCsvWriter
 from application.import_rows import (
     FIELD_SIZE_LIMIT,
     CheckedRows,
@@ -50,9 +52,10 @@ from projections.patients import existing_hashes
 log = structlog.get_logger(__name__)
 
 REPORTED_REJECTIONS = 1000
-# Chunks recorded per save and catch-up: fewer, bigger transactions (an index insert is
-# far cheaper when its page is already dirty in this transaction). The hashes of rows
-# recorded but not yet projected are kept in memory meanwhile: at most two windows.
+# Chunks (RowsImported events) recorded per save and catch-up: fewer, bigger transactions
+# (an index insert is far cheaper when its page is already dirty in this transaction). The
+# hashes of rows recorded but not yet projected are kept in memory meanwhile: at most two
+# windows.
 WINDOW_CHUNKS = 10
 
 
@@ -98,19 +101,22 @@ class ImportSummary:
 
 
 class RejectsFile:
-    """The rejected rows: original columns, then `line` and `reason`. Opened on first use."""
+    """The rejected rows: original columns, then `line` and `reason`. Opened on first use.
+
+    Staff open it in a spreadsheet to fix the rows, and its cells are exactly what the file's
+    sender wrote: it is written formula-safe (application/csv_safe.py)."""
 
     def __init__(self, path: Path, header: list[str]) -> None:
         self.path = path
         self.header = header
         self._file: IO[str] | None = None
-        self._writer: Any = None
+        self._writer: SafeCsvWriter | None = None
 
     def write(self, line: int, cells: list[str], reason: str) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open_text(self.path, "w")
-            self._writer = csv.writer(self._file)
+            self._writer = SafeCsvWriter(self._file)
             self._writer.writerow([*self.header, "line", "reason"])
         padded = cells + [""] * (len(self.header) - len(cells))
         self._writer.writerow([*padded, line, reason])
@@ -312,9 +318,11 @@ class FileImport:
         if self.aggregate is None:
             self.aggregate = PatientImport(spec.kind.value, self.path.name, self.now)
             self.summary.import_id = self.aggregate.id
-        self.aggregate.record_rows(spec.column_names, [r for r, _ in changed.values()])
+        # One event per CHUNK_BYTES of text (domain.patients.bounded_chunks): a window is
+        # counted in events, so a save of wide rows stays a few MB, not 10 × 1,000 rows.
+        self.unsaved_chunks += self.aggregate.record_rows(
+            spec.column_names, [r for r, _ in changed.values()])
         self.pending.update((key, digest) for key, (_, digest) in changed.items())
-        self.unsaved_chunks += 1
         self.summary._timed("record", started)
         if self.unsaved_chunks >= WINDOW_CHUNKS:
             self._flush()

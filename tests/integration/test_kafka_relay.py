@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import defaultdict
@@ -13,18 +14,24 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+import structlog
+import structlog.testing
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, RecordConflictError
 from kafka import KafkaConsumer, TopicPartition
 
+from application.clock import SimulatedClock
 from application.settings import Settings
 from application.store import EventStore, open_event_store
 from bus.kafka_admin import ensure_topics
-from bus.kafka_relay import EventRelay
+from bus.kafka_relay import EventRelay, UnpublishableEvent
+from bus.public_events import RULES, Public, Rule
 from bus.wire import decode_event, events_topic
 from domain.calendar import SendingCalendar
 from domain.campaign import Campaign
 from domain.channels import Channel
+from domain.patients import PatientImport
+from domain.preferences import ContactKeys
 from projections.db import Database, open_database
 
 
@@ -78,7 +85,16 @@ def prefix(kafka_bootstrap: str, unique_topic_prefix: str) -> str:
     return unique_topic_prefix
 
 
-RelayFactory = Callable[[], EventRelay]
+RelayFactory = Callable[..., EventRelay]
+KEYS = ContactKeys(b"relay-test-contact-key-secret-0123456789")
+# The product's public rules, plus this module's Reminder, and import rows made public so
+# the size limits can be exercised with a real large event (in the product they are internal).
+TEST_RULES: dict[str, Rule] = {
+    **RULES,
+    f"{__name__}:Reminder.Scheduled": Public(("label", "due")),
+    f"{__name__}:Reminder.Sent": Public(("at",)),
+    "domain.patients:PatientImport.RowsImported": Public(("kind", "columns", "rows")),
+}
 
 
 @pytest.fixture
@@ -89,8 +105,10 @@ def new_relay(
     is a new instance, as after a restart."""
     made: list[EventRelay] = []
 
-    def make() -> EventRelay:
-        relay = EventRelay(store, db, kafka_bootstrap, prefix)
+    def make(**options: Any) -> EventRelay:
+        options.setdefault("contact_keys", KEYS)
+        options.setdefault("rules", TEST_RULES)
+        relay = EventRelay(store, db, kafka_bootstrap, prefix, **options)
         made.append(relay)
         return relay
 
@@ -295,3 +313,154 @@ def test_campaign_events_carry_their_public_event_type(
     assert UUID(messages[0].message["aggregate_id"]) == campaign.id
     assert messages[0].message["data"]["start_date"] == "2030-01-08"
     assert messages[1].message["data"] == {"at": now.isoformat()}
+
+
+# -- a record that can never be published ----------------------------------------------------
+
+SECRET = "Zebulon-Quackenbush-diagnosis-"  # stands for PHI: must never reach an error or log
+
+
+def save_oversized_import(store: EventStore) -> PatientImport:
+    """A PatientImport whose one row is 1.2 MB (a row over the chunk byte budget goes alone):
+    its record is over the 1,000,000-byte limit whatever the compression."""
+    imported = PatientImport("appointments", "appointments.csv",
+                             datetime(2030, 1, 7, 17, 0, tzinfo=UTC))
+    imported.record_rows(("notes",), [[SECRET * 40_000]])
+    store.save(imported)
+    return imported
+
+
+def test_an_event_too_large_to_publish_stops_the_relay_at_its_position_naming_its_type(
+    store: EventStore, db: Database, new_relay: RelayFactory, kafka_bootstrap: str, prefix: str
+) -> None:
+    # given a small event, an import event too large for any record, and a STOP-like event
+    # saved after it
+    save_reminders(store, count=1, sends=0)
+    save_oversized_import(store)
+    save_reminders(store, count=1, sends=0)
+    ids = [n.id for n in store.recorder.select_notifications(start=None, limit=10)]
+    first, started, too_large, later = ids
+    relay = new_relay()
+
+    # when the relay runs
+    with pytest.raises(UnpublishableEvent) as raised:
+        relay.run_once()
+
+    # then it stops with an error naming the position and the event type, and no data
+    error = raised.value
+    assert (error.position, error.event_type) == (too_large, "PatientImport.RowsImported")
+    assert f"position {too_large}" in str(error) and "PatientImport.RowsImported" in str(error)
+    assert "1,000,000" in str(error) and SECRET not in str(error)
+    # and what came before it is published and its position stored, nothing after it
+    assert relay.position == stored_position(db) == started
+    published = read_topic(kafka_bootstrap, events_topic(prefix), expected=2)
+    assert sorted(m.message["position"] for m in published) == [first, started]
+    # and its health says it is stuck there (without the data), as does a second attempt
+    health = relay.health()
+    assert (health.healthy, health.stuck, health.position) == (False, True, started)
+    assert health.last_error is not None and f"position {too_large}" in health.last_error
+    assert SECRET not in health.last_error
+    with pytest.raises(UnpublishableEvent):
+        relay.run_once()
+    assert stored_position(db) == started and later not in {
+        m.message["position"] for m in read_topic(kafka_bootstrap, events_topic(prefix), 2)}
+
+
+def test_run_forever_ends_with_the_unpublishable_event_instead_of_swallowing_it(
+    store: EventStore, new_relay: RelayFactory
+) -> None:
+    # given a relay running in the background, and an event no record can hold
+    relay = new_relay()
+    stop = threading.Event()
+    ended: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            relay.run_forever(stop, 0.05)
+        except BaseException as exc:  # noqa: BLE001 - what the thread ended with
+            ended.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    with structlog.testing.capture_logs() as logs:
+        runner.start()
+        save_oversized_import(store)
+        runner.join(timeout=20)
+
+    # then it ends by itself, with that error, logged with position and type only
+    assert not runner.is_alive() and not stop.is_set()
+    assert len(ended) == 1 and isinstance(ended[0], UnpublishableEvent)
+    stuck = [e for e in logs if e["event"] == "relay_stuck"]
+    assert len(stuck) == 1 and stuck[0]["position"] == ended[0].position
+    assert stuck[0]["event_type"] == "PatientImport.RowsImported"
+    assert SECRET not in repr(logs)
+    health = relay.health()
+    assert health.stuck and not health.healthy and not health.running
+
+
+def test_a_relay_reports_its_position_and_when_it_last_published_or_checked(
+    store: EventStore, new_relay: RelayFactory
+) -> None:
+    # given a relay on a clock
+    clock = SimulatedClock(datetime(2030, 1, 7, 17, 0, tzinfo=UTC))
+    relay = new_relay(clock=clock)
+    assert relay.healthy and relay.health().last_published_at is None
+    # when it publishes two events, then finds nothing new a minute later
+    save_reminders(store, count=2, sends=0)
+    relay.run_once()
+    published_at = clock.now()
+    clock.advance_to(datetime(2030, 1, 7, 17, 1, tzinfo=UTC))
+    relay.run_once()
+    # then its health tells the position, when it last published and last checked
+    health = relay.health()
+    assert health.healthy and not health.stuck and health.last_error is None
+    assert health.position == store.recorder.max_notification_id()
+    assert health.last_published_at == published_at
+    assert health.last_checked_at == clock.now()
+
+
+def test_the_relay_compresses_and_bounds_records_as_the_settings_say(
+    settings: Settings, store: EventStore, db: Database, kafka_bootstrap: str,
+    unique_topic_prefix: str
+) -> None:
+    # given settings for a broker with gzip and a smaller record limit
+    configured = settings.model_copy(update={
+        "kafka_bootstrap_servers": kafka_bootstrap, "kafka_topic_prefix": unique_topic_prefix,
+        "kafka_compression": "gzip", "kafka_max_message_bytes": 700_000})
+    relay = EventRelay.from_settings(configured, store, db, contact_keys=KEYS,
+                                     rules=TEST_RULES)
+    try:
+        # when a campaign and an import of a 0.8 MB row are saved and the relay runs
+        (reminder,) = save_reminders(store, count=1, sends=0)
+        imported = PatientImport("appointments", "a.csv", datetime(2030, 1, 7, tzinfo=UTC))
+        imported.record_rows(("notes",), [["n" * 800_000]])
+        store.save(imported)
+        with pytest.raises(UnpublishableEvent, match="700,000-byte limit"):
+            relay.run_once()
+        # then records are gzip-compressed, published whole, and bounded by the setting
+        assert (relay.compression_type, relay.max_message_bytes) == ("gzip", 700_000)
+        messages = read_topic(kafka_bootstrap, events_topic(unique_topic_prefix), expected=2)
+        assert {m.message["event_type"] for m in messages} == {"Reminder.Scheduled",
+                                                               "PatientImport.Started"}
+        assert any(m.key == str(reminder.id) for m in messages)
+    finally:
+        relay.close()
+
+
+def test_internal_events_never_reach_the_topic_and_the_relay_moves_past_them(
+    store: EventStore, new_relay: RelayFactory, kafka_bootstrap: str, prefix: str
+) -> None:
+    # Given a patient import (its rows are patient data: internal) and nothing else
+    imported = PatientImport("patients", "patients.csv", datetime(2030, 1, 7, tzinfo=UTC))
+    imported.record_rows(["patient_id", "first_name"], [["P1", "Zelda"]])
+    imported.finish(1, 1, 0, 0, 0, datetime(2030, 1, 7, tzinfo=UTC))
+    store.save(imported)
+    # When the product's relay (its own public rules) runs
+    relay = new_relay(rules=RULES)
+    relay.run_once()
+    # Then only the import's start and counts are published, never its rows, and the
+    # relay's position is past every stored event
+    messages = read_topic(kafka_bootstrap, events_topic(prefix), expected=2)
+    assert [m.message["event_type"] for m in messages] == [
+        "PatientImport.Started", "PatientImport.Finished"]
+    assert all("Zelda" not in json.dumps(m.message) for m in messages)
+    assert relay.position == store.recorder.max_notification_id()
