@@ -59,6 +59,11 @@ def store_env(settings: Settings) -> dict[str, str]:
             # save as one pipelined statement, and psycopg deadlocks once that statement
             # outgrows the socket buffer (a 4,000-patient activation over a unix socket).
             POSTGRES_ENABLE_DB_FUNCTIONS="y",
+            # After a server restart the pool's connections are dead: check each one before
+            # use (a cheap round trip) so it is replaced, and give up waiting for one soon
+            # enough for the caller to report the outage (workers.resilience).
+            POSTGRES_PRE_PING="y",
+            POSTGRES_CONNECT_TIMEOUT=str(settings.db_connect_timeout_seconds),
         )
     else:
         path = settings.sqlite_path

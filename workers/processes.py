@@ -1,21 +1,45 @@
 """Long-running processes. Embedded (nothing configured): one process does everything.
 Kafka (OUTREACH_KAFKA_BOOTSTRAP_SERVERS): `outreach run` keeps projections, scheduler and the
 event relay; any number of `outreach worker dispatch` processes share the intents topic's
-partitions in one consumer group."""
+partitions in one consumer group.
+
+Every loop survives a restart of the database or the broker (workers.resilience: back-off,
+one log line per outage, readiness reports it) and none dies alone: a component that ends
+for good takes its process down with exit code 1, so a supervisor restarts it.
+"""
 
 from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import TYPE_CHECKING
 
 import structlog
 
 from application.bootstrap import Outreach
+from bus.intents import IntentPublisher, SendIntent
+from workers.health import Health, HealthServer
+from workers.resilience import (
+    BROKER,
+    ComponentFailed,
+    Guard,
+    Lifeline,
+    Reconnecting,
+    quiet_client_reconnect_logs,
+)
 from workers.runner import EmbeddedRunner, make_dispatcher
+
+if TYPE_CHECKING:
+    from bus.kafka_intents import KafkaIntentConsumer, KafkaIntentPublisher
+    from bus.kafka_relay import EventRelay
 
 log = structlog.get_logger("process")
 
 DISPATCH_GROUP = "outreach-dispatchers"
+EXIT_COMPONENT_STOPPED = 1
 
 
 def stop_on_signals() -> threading.Event:
@@ -30,48 +54,167 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def run_forever(o: Outreach, interval_s: float = 1.0, stop: threading.Event | None = None) -> None:
-    stop = stop or stop_on_signals()
-    if not o.settings.uses_kafka:
-        EmbeddedRunner(o).run_realtime(stop, interval_s)
-        return
-    from bus.kafka_intents import KafkaIntentPublisher
-    from bus.kafka_relay import EventRelay
-
-    publisher = KafkaIntentPublisher.from_settings(o.settings)
-    relay = EventRelay.from_settings(o.settings, o.store, o.db)
-    relay_thread = threading.Thread(target=relay.run_forever, args=(stop,), name="relay",
-                                    daemon=True)
-    relay_thread.start()
+@contextmanager
+def process(stop: threading.Event | None, health_port: int | None,
+            health_host: str = "127.0.0.1") -> Iterator[tuple[Lifeline, Health]]:
+    """The frame of every long-running process: its stop event and lifeline, the probes'
+    server when a port is given, and exit code 1 when a component stopped for good (its
+    one log line was written by the lifeline)."""
+    health = Health()
+    lifeline = Lifeline(stop or stop_on_signals(), health)
+    server = HealthServer(health, health_port, health_host).start() if health_port else None
     try:
-        EmbeddedRunner(o, dispatch=False, publisher=publisher).run_realtime(stop, interval_s)
+        yield lifeline, health
+        lifeline.check()
+    except ComponentFailed:
+        raise SystemExit(EXIT_COMPONENT_STOPPED) from None
     finally:
-        relay_thread.join(timeout=10)
-        relay.close()
-        publisher.close()
+        if server is not None:
+            server.close()
+
+
+class ReconnectingPublisher(IntentPublisher):
+    """The scheduler's Kafka publisher, rebuilt (topics ensured, new producer) after a
+    broker failure: a producer that outlived a broker restart stays broken."""
+
+    def __init__(self, o: Outreach) -> None:
+        from bus.kafka_intents import KafkaIntentPublisher
+
+        def build() -> KafkaIntentPublisher:
+            return KafkaIntentPublisher.from_settings(o.settings)
+
+        self.client: Reconnecting[KafkaIntentPublisher] = Reconnecting(
+            build, lambda p: p.close(timeout_s=1.0))
+
+    def publish(self, intents: Sequence[SendIntent]) -> None:
+        if intents:
+            self.client.get().publish(intents)
+
+    def on_outage(self, dependency: str) -> None:
+        if dependency == BROKER:
+            self.client.drop()
+
+    def close(self) -> None:
+        self.client.drop()
+
+
+def run_forever(o: Outreach, interval_s: float = 1.0, stop: threading.Event | None = None,
+                health_port: int | None = None, health_host: str = "127.0.0.1") -> None:
+    with process(stop, health_port, health_host) as (lifeline, health):
+        if not o.settings.uses_kafka:
+            EmbeddedRunner(o).run_realtime(lifeline.stop, interval_s, lifeline=lifeline)
+            return
+        quiet_client_reconnect_logs()
+        publisher = ReconnectingPublisher(o)
+        relay = lifeline.thread("relay", lambda: relay_loop(o, lifeline.stop, health))
+        relay.start()
+        try:
+            EmbeddedRunner(o, dispatch=False, publisher=publisher).run_realtime(
+                lifeline.stop, interval_s, lifeline=lifeline, on_outage=publisher.on_outage)
+        finally:
+            lifeline.stop.set()
+            relay.join(timeout=40)
+            publisher.close()
+
+
+def relay_loop(o: Outreach, stop: threading.Event, health: Health,
+               idle_sleep_s: float = 0.5) -> None:
+    """The event relay until `stop`: through broker and database outages (the relay is
+    rebuilt after a broker failure: topics re-created, new producer; its position is in the
+    database, so nothing acknowledged is republished). Raises what is not an outage, e.g.
+    bus.kafka_relay.UnpublishableEvent, once the guard gives up."""
+    from bus.kafka_relay import EventRelay, UnpublishableEvent
+
+    def build() -> EventRelay:
+        relay = EventRelay.from_settings(o.settings, o.store, o.db, clock=o.clock,
+                                         contact_keys=o.contact_keys)
+        log.info("relay_started", relay=relay.name, position=relay.position)
+        return relay
+
+    client: Reconnecting[EventRelay] = Reconnecting(build, lambda r: r.close())
+    guard = Guard("relay", health=health, permanent=(UnpublishableEvent,),
+                  on_outage=lambda dependency: client.drop() if dependency == BROKER else None)
+    try:
+        while not stop.is_set():
+            published = guard.run(lambda: client.get().run_once(), stop)
+            if published == 0:
+                stop.wait(idle_sleep_s)
+    except UnpublishableEvent as exc:
+        # Its text names the position and the event type, never the data.
+        log.error("relay_stuck", position=exc.position, event_type=exc.event_type,
+                  error=str(exc))
+        raise
+    finally:
+        client.drop()
+    log.info("relay_stopped")
+
+
+def relay_forever(o: Outreach, stop: threading.Event | None = None,
+                  health_port: int | None = None, health_host: str = "127.0.0.1") -> None:
+    with process(stop, health_port, health_host) as (lifeline, health):
+        quiet_client_reconnect_logs()
+        try:
+            relay_loop(o, lifeline.stop, health)
+        except Exception as exc:  # noqa: BLE001 - one log line, then exit 1
+            lifeline.fail("relay", exc)
 
 
 def dispatch_forever(o: Outreach, group_id: str = DISPATCH_GROUP,
-                     stop: threading.Event | None = None) -> None:
-    """Consume send-intents; commit offsets only after the batch's outcomes are stored."""
-    from bus.kafka_intents import KafkaIntentConsumer
-
+                     stop: threading.Event | None = None, health_port: int | None = None,
+                     health_host: str = "127.0.0.1") -> None:
+    """Consume send-intents; commit offsets only after the batch's outcomes are stored. A
+    batch that fails for an outage is retried as it is until it goes through (the dispatcher
+    is idempotent by communication and attempt), never committed before."""
     if not o.settings.uses_kafka:
         raise SystemExit("`outreach worker dispatch` needs OUTREACH_KAFKA_BOOTSTRAP_SERVERS; "
                          "the embedded default dispatches inside `outreach run`")
-    stop = stop or stop_on_signals()
-    consumer = KafkaIntentConsumer.from_settings(
-        o.settings, group_id, session_timeout_ms=o.settings.kafka_session_timeout_ms,
-        max_poll_interval_ms=o.settings.kafka_max_poll_interval_ms)
+    with process(stop, health_port, health_host) as (lifeline, health):
+        quiet_client_reconnect_logs()
+        try:
+            _dispatch(o, group_id, lifeline.stop, health)
+        except Exception as exc:  # noqa: BLE001 - one log line, then exit 1
+            lifeline.fail("dispatcher", exc)
+
+
+def _dispatch(o: Outreach, group_id: str, stop: threading.Event, health: Health) -> None:
+    from kafka.errors import KafkaConnectionError
+
+    from bus.kafka_intents import KafkaIntentConsumer
+
+    guard = Guard("dispatcher", health=health)
+
+    def connect() -> KafkaIntentConsumer:
+        return KafkaIntentConsumer.from_settings(
+            o.settings, group_id, session_timeout_ms=o.settings.kafka_session_timeout_ms,
+            max_poll_interval_ms=o.settings.kafka_max_poll_interval_ms)
+
+    consumer = guard.run(connect, stop)
+    if consumer is None:
+        return
     dispatcher = make_dispatcher(o)
     log.info("dispatcher_started", group=group_id)
+    # The consumer reconnects by itself, and a poll during a broker outage just returns
+    # nothing: its coordinator being lost (after it was once found) is what tells an outage.
+    seen_connected = False
+
+    def poll() -> list[SendIntent]:
+        nonlocal seen_connected
+        intents = consumer.poll(max_records=o.settings.dispatch_batch, timeout_s=1.0)
+        if consumer.connected():
+            seen_connected = True
+        elif seen_connected and not intents:
+            raise KafkaConnectionError("the consumer group's coordinator is unreachable")
+        return intents
+
     try:
         while not stop.is_set():
-            intents = consumer.poll(max_records=o.settings.dispatch_batch, timeout_s=1.0)
+            intents = guard.run(poll, stop)
             if not intents:
                 continue
-            stats = dispatcher.handle(intents)
-            consumer.commit()
+            stats = guard.run(partial(dispatcher.handle, intents), stop)
+            if stats is None:
+                break  # stopping mid-outage: nothing committed, the batch comes back
+            guard.run(consumer.commit, stop)
             log.info("batch_done", intents=len(intents), sent=stats.sent, failed=stats.failed,
                      skipped=stats.skipped, deferred=stats.deferred,
                      duplicates=stats.duplicates)
@@ -79,25 +222,15 @@ def dispatch_forever(o: Outreach, group_id: str = DISPATCH_GROUP,
         consumer.close()
 
 
-def relay_forever(o: Outreach, stop: threading.Event | None = None) -> None:
-    from bus.kafka_relay import EventRelay
-
-    stop = stop or stop_on_signals()
-    relay = EventRelay.from_settings(o.settings, o.store, o.db)
-    try:
-        relay.run_forever(stop)
-    finally:
-        relay.close()
-
-
 def schedule_forever(o: Outreach, interval_s: float = 1.0,
-                     stop: threading.Event | None = None) -> None:
+                     stop: threading.Event | None = None, health_port: int | None = None,
+                     health_host: str = "127.0.0.1") -> None:
     """Projections + scheduler only (when the relay runs in its own process)."""
-    from bus.kafka_intents import KafkaIntentPublisher
-
-    stop = stop or stop_on_signals()
-    publisher = KafkaIntentPublisher.from_settings(o.settings)
-    try:
-        EmbeddedRunner(o, dispatch=False, publisher=publisher).run_realtime(stop, interval_s)
-    finally:
-        publisher.close()
+    with process(stop, health_port, health_host) as (lifeline, _):
+        quiet_client_reconnect_logs()
+        publisher = ReconnectingPublisher(o)
+        try:
+            EmbeddedRunner(o, dispatch=False, publisher=publisher).run_realtime(
+                lifeline.stop, interval_s, lifeline=lifeline, on_outage=publisher.on_outage)
+        finally:
+            publisher.close()

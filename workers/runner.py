@@ -14,6 +14,7 @@ from application.bootstrap import Outreach
 from application.clock import SimulatedClock
 from bus.intents import InMemoryIntentBus, IntentConsumer, IntentPublisher
 from workers.dispatcher import Dispatcher, DispatchStats
+from workers.resilience import Guard, Lifeline
 from workers.scheduler import Scheduler
 
 log = structlog.get_logger("runner")
@@ -23,6 +24,7 @@ def make_dispatcher(outreach: Outreach) -> Dispatcher:
     return Dispatcher(
         store=outreach.store, directory=outreach.directory, gateway=outreach.gateway,
         limiter=outreach.limiter, calendar=outreach.settings.calendar, clock=outreach.clock,
+        contact_keys=outreach.contact_keys,
         stale_attempt=timedelta(seconds=outreach.settings.stale_attempt_seconds),
     )
 
@@ -30,7 +32,7 @@ def make_dispatcher(outreach: Outreach) -> Dispatcher:
 def make_scheduler(outreach: Outreach, publisher: IntentPublisher) -> Scheduler:
     settings = outreach.settings
     return Scheduler(outreach.db, outreach.store, outreach.directory, publisher, outreach.clock,
-                     limiter=outreach.limiter,
+                     outreach.contact_keys, limiter=outreach.limiter,
                      reissue_after=timedelta(seconds=settings.reissue_after_seconds),
                      receipt_grace=timedelta(seconds=settings.receipt_grace_seconds))
 
@@ -104,10 +106,18 @@ class EmbeddedRunner:
             clock.advance_to(upcoming if upcoming > now else now + timedelta(seconds=1))
         return self.progress()
 
-    def run_realtime(self, stop: threading.Event | None = None, interval_s: float = 1.0) -> None:
+    def run_realtime(self, stop: threading.Event | None = None, interval_s: float = 1.0, *,
+                     lifeline: Lifeline | None = None,
+                     on_outage: Callable[[str], None] | None = None) -> None:
+        """Step every `interval_s` until `stop`. Through an outage the steps back off (one
+        log line); a step failing otherwise, again and again, stops the loop and raises
+        ComponentFailed (the process exits non-zero) instead of being swallowed forever."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        stop = stop or threading.Event()
+        self._lifeline = lifeline or Lifeline(stop or threading.Event())
+        stop = self._lifeline.stop
+        self._guard = Guard("scheduler", health=self._lifeline.health, on_outage=on_outage)
+        self._retry_at: datetime | None = None
         scheduler = BackgroundScheduler(timezone="UTC")
         scheduler.add_job(self._safe_step, "interval", seconds=interval_s, max_instances=1,
                           coalesce=True, next_run_time=self.outreach.clock.now())
@@ -117,9 +127,22 @@ class EmbeddedRunner:
             stop.wait()
         finally:
             scheduler.shutdown(wait=True)
+        self._lifeline.check()
 
     def _safe_step(self) -> None:
+        """One APScheduler tick: skipped while backing off after a failure."""
+        clock = self.outreach.clock
+        if self._retry_at is not None and clock.now() < self._retry_at:
+            return
         try:
             self.step()
-        except Exception:  # noqa: BLE001 - keep the loop alive; the next tick retries
-            log.exception("step_failed")
+        except Exception as exc:  # noqa: BLE001 - the guard tells an outage from a bug
+            try:
+                delay = self._guard.failed(exc)
+            except Exception as fatal:  # noqa: BLE001 - given up: the process must end
+                self._lifeline.fail("scheduler", fatal)
+                return
+            self._retry_at = clock.now() + timedelta(seconds=delay)
+            return
+        self._retry_at = None
+        self._guard.succeeded()

@@ -35,7 +35,9 @@ from application.bootstrap import Outreach, build
 from application.settings import Settings
 from application.synthetic import AREA_CODES, PATIENT_HEADER
 from domain.communication import Communication, communication_id
+from domain.preferences import ContactKeys
 from tests.fakes.twilio_server import FakeTwilioServer
+from tests.fixtures_app import TEST_CONTACT_KEY_SECRET
 from workers.scheduler import routing_key
 
 T = TypeVar("T")
@@ -117,6 +119,7 @@ class StackConfig:
             **inherited,
             "PYTHONUNBUFFERED": "1",
             "OUTREACH_DATABASE_URL": self.database_url,
+            "OUTREACH_CONTACT_KEY_SECRET": TEST_CONTACT_KEY_SECRET,
             "OUTREACH_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "OUTREACH_KAFKA_TOPIC_PREFIX": self.topic_prefix,
             "OUTREACH_KAFKA_INTENT_PARTITIONS": str(INTENT_PARTITIONS),
@@ -360,7 +363,8 @@ def explain_unfinished(app: Outreach, campaign_id: UUID, patient_ids: Sequence[s
 def partition_of(patient_id: str, mobile: str) -> int:
     """The intents partition the scheduler's producer puts this patient's intents on
     (kafka-python's default partitioner: murmur2 of the key, as Java's)."""
-    key = routing_key(mobile, patient_id).encode("utf-8")
+    keys = ContactKeys(TEST_CONTACT_KEY_SECRET.encode("utf-8"))
+    key = routing_key(mobile, patient_id, keys).encode("utf-8")
     return (murmur2(key) & 0x7FFFFFFF) % INTENT_PARTITIONS
 
 
