@@ -3,6 +3,10 @@
 Only routing, signature checks and status codes live here; parsing is in
 gateways.twilio_webhooks and every decision is the InboundHandler's. Logs carry message
 sids and references, never phone numbers or bodies.
+
+Signatures are always checked: an app without the auth token and public URL is refused at
+creation, unless the caller asks, by name, for the development mode without checks (which
+`outreach serve` allows only with the simulator gateway: see serving_app).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -19,6 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from application.inbound import InboundHandler
+from application.inbound_service import ReceiptConflictError
 from domain.keywords import Keyword
 from gateways.twilio_webhooks import (
     WebhookError,
@@ -29,11 +35,15 @@ from gateways.twilio_webhooks import (
     verify_signature,
 )
 
+if TYPE_CHECKING:
+    from application.bootstrap import Outreach
+
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY_BYTES = 64 * 1024  # Twilio's payloads are a few hundred bytes
+INSECURE_FLAG = "--insecure-dev-no-signatures"
 MAX_FIELDS = 200
 # Characters XML 1.0 forbids even when escaped: a reply holding one would be unreadable TwiML.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -48,6 +58,21 @@ def _refuse(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
 
 
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed `limit`: by its declared length
+    before reading anything, else while streaming, so an oversized body is never buffered
+    whole (a missing or lying Content-Length, or a chunked upload, stops at the limit)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def create_app(
     handler: InboundHandler,
     auth_token: str | None,
@@ -55,13 +80,22 @@ def create_app(
     help_reply: Callable[[], str] | None = None,
     *,
     now: Callable[[], datetime],
+    insecure_dev_no_signatures: bool = False,
 ) -> FastAPI:
-    """`auth_token` None = simulator mode, signatures not required. With a token, every
-    webhook must be signed for `public_url` + its path (+ query), the URL Twilio calls.
-    `help_reply` answers HELP when the handler itself returns no reply."""
-    if auth_token and not public_url:
+    """Every webhook must be signed with `auth_token` for `public_url` + its path (+ query),
+    the URL Twilio calls; both are required. Only `insecure_dev_no_signatures=True` (and no
+    token) serves unsigned requests, for development against the simulator. `help_reply`
+    answers HELP when the handler itself returns no reply."""
+    if insecure_dev_no_signatures:
+        if auth_token:
+            raise ValueError("an auth token and the no-signature mode exclude each other")
+    elif not auth_token:
+        raise ValueError("checking Twilio signatures needs the auth token (or the explicit "
+                         "insecure_dev_no_signatures mode)")
+    elif not public_url:
         raise ValueError("checking Twilio signatures needs the public URL Twilio calls")
     app = FastAPI(title="outreach", docs_url=None, redoc_url=None, openapi_url=None)
+    _answer_outages_with_503(app)
 
     async def read_verified_form(request: Request) -> list[tuple[str, str]] | JSONResponse:
         """The form's fields in order (repeats kept), or the refusal to send back."""
@@ -71,9 +105,9 @@ def create_app(
         content_type = request.headers.get("content-type", "")
         if not content_type.lower().startswith(FORM_TYPE):
             return _refuse(400, f"expected a {FORM_TYPE} body")
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return _refuse(413, "body too large")
+        raw = await _read_limited(request, MAX_BODY_BYTES)
+        if raw is None:
+            return _refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
         try:
             # Parsed by hand, not by request.form(): the signature covers every field,
             # blank and repeated ones included, exactly as sent.
@@ -115,7 +149,13 @@ def create_app(
             return _refuse(400, exc.reason)
         log.info("delivery receipt sid=%s ref=%s status=%s",
                  receipt.provider_ref, receipt.reference, receipt.status)
-        await run_in_threadpool(handler.on_receipt, receipt)
+        try:
+            await run_in_threadpool(handler.on_receipt, receipt)
+        except ReceiptConflictError:
+            # Not applied, nothing lost: the communication kept changing under it. Asking
+            # for a retry is honest where a 500 would not be.
+            return JSONResponse({"error": "communication busy, retry"}, status_code=503,
+                                headers={"Retry-After": "1"})
         return Response(status_code=204)
 
     @app.get("/healthz")
@@ -123,3 +163,49 @@ def create_app(
         return {"status": "ok"}
 
     return app
+
+
+def _answer_outages_with_503(app: FastAPI) -> None:
+    """A webhook that arrives while the database is unreachable (a restart, a failover) gets
+    503 with Retry-After, never 500: Twilio retries it, and the server keeps running; the
+    pools reconnect once the database is back (workers.resilience)."""
+    from workers.resilience import DATABASE_OUTAGE_ERRORS
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("webhook refused: database unavailable path=%s error=%s",
+                    request.url.path, type(exc).__name__)
+        return JSONResponse({"error": "database unavailable, retry"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    for error in DATABASE_OUTAGE_ERRORS:
+        app.add_exception_handler(error, unavailable)
+
+
+def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAPI:
+    """The app `outreach serve` runs. Refuses (ValueError, one line naming the setting to
+    give) to serve without what signatures need: the auth token and OUTREACH_PUBLIC_URL.
+    The development mode without checks is allowed only with the simulator gateway: with
+    any Twilio credential set, real numbers could be opted out by anyone."""
+    s = o.settings
+    insecure = insecure_dev_no_signatures or s.insecure_dev_no_signatures
+    if insecure:
+        configured = [name for name, value in (
+            ("TWILIO_ACCOUNT_SID", s.twilio_account_sid),
+            ("TWILIO_AUTH_TOKEN", s.twilio_auth_token),
+            ("TWILIO_MESSAGING_SERVICE_SID", s.twilio_messaging_service_sid)) if value]
+        if configured:
+            raise ValueError(f"{INSECURE_FLAG} is for the simulator gateway only, but "
+                             f"{', '.join(configured)} is set: unset it or drop the flag")
+        log.warning("INSECURE: webhook signatures are NOT verified (%s). Anyone who can "
+                    "reach this server can opt numbers out and forge delivery receipts. "
+                    "Local development with the simulator only.", INSECURE_FLAG)
+        return create_app(o.inbound, None, s.public_url, now=o.clock.now,
+                          insecure_dev_no_signatures=True)
+    if not s.twilio_auth_token:
+        raise ValueError("webhooks need TWILIO_AUTH_TOKEN and OUTREACH_PUBLIC_URL to verify "
+                         "Twilio's signatures (local development with the simulator only: "
+                         f"{INSECURE_FLAG})")
+    if not s.public_url:
+        raise ValueError("checking Twilio's signatures needs OUTREACH_PUBLIC_URL, the https "
+                         "base URL Twilio calls")
+    return create_app(o.inbound, s.twilio_auth_token, s.public_url, now=o.clock.now)

@@ -23,7 +23,7 @@ from domain.clock import Clock
 from domain.communication import CommStatus, Communication
 from domain.inbound import DeliveryReceipt, InboundText
 from domain.keywords import Keyword, classify
-from domain.preferences import PhoneOptOut, phone_opt_out_id
+from domain.preferences import ContactKeys, PhoneOptOut, legacy_phone_opt_out_id
 from domain.replies import InboundMessage, inbound_message_id
 from domain.retry import POLICIES, FailureKind
 from projections.db import Database
@@ -36,11 +36,13 @@ FAILED = {"undelivered", "failed", "canceled"}
 
 
 class InboundService(InboundHandler):
-    def __init__(self, store: EventStore, db: Database, clock: Clock, settings: Settings) -> None:
+    def __init__(self, store: EventStore, db: Database, clock: Clock, settings: Settings,
+                 contact_keys: ContactKeys) -> None:
         self.store = store
         self.db = db
         self.clock = clock
         self.settings = settings
+        self.contact_keys = contact_keys  # STOP/START key a number with its secret
 
     # -- texts ---------------------------------------------------------------------------
     def on_text(self, message: InboundText) -> str | None:
@@ -58,12 +60,23 @@ class InboundService(InboundHandler):
         )
         changed: list[object] = [record]
         if keyword in (Keyword.STOP, Keyword.START):
+            keys = self.contact_keys
             try:
                 phone: PhoneOptOut = self.store.repository.get(
-                    phone_opt_out_id(message.from_number))
+                    keys.phone_opt_out_id(message.from_number))
             except AggregateNotFoundError:
-                phone = PhoneOptOut.for_number(message.from_number)
-            if phone.keyword(keyword, message.received_at):
+                phone = PhoneOptOut.for_number(message.from_number, keys)
+                # A STOP recorded before keyed hashes (bare SHA-256 id) carries over to the
+                # keyed record, which decides from now on (a START then lifts it).
+                try:
+                    legacy: PhoneOptOut = self.store.repository.get(
+                        legacy_phone_opt_out_id(message.from_number))
+                    if legacy.stopped:
+                        phone.keyword(Keyword.STOP, legacy.changed_at or message.received_at)
+                except AggregateNotFoundError:
+                    pass
+            phone.keyword(keyword, message.received_at)
+            if phone.pending_events:
                 changed.append(phone)
         try:
             self.store.save(*changed)  # type: ignore[arg-type]
@@ -90,12 +103,26 @@ class InboundService(InboundHandler):
 
     # -- receipts ------------------------------------------------------------------------
     def on_receipt(self, receipt: DeliveryReceipt) -> None:
-        try:
-            comm_part, attempt_part = receipt.reference.rsplit(":", 1)
-            comm_id, attempt = UUID(comm_part), int(attempt_part)
-        except ValueError:
+        reference = _receipt_reference(receipt)
+        if reference is None:
             log.info("receipt_without_reference", status=receipt.status)  # e.g. a test send
             return
+        comm_id, attempt = reference
+        for _ in range(RECEIPT_SAVE_ATTEMPTS):
+            try:
+                self._apply_receipt(comm_id, attempt, receipt)
+                return
+            except IntegrityError:
+                # Someone saved this communication between our read and our save: a copy of
+                # this callback, another status of the same message (Twilio does not order
+                # them) or the dispatcher. Read it again and re-apply: the receipt may still
+                # move it on ('delivered' after a racing 'sent'), or now change nothing.
+                log.info("receipt_conflict_retried", communication=str(comm_id))
+        log.warning("receipt_not_applied", communication=str(comm_id),
+                    attempts=RECEIPT_SAVE_ATTEMPTS)
+        raise ReceiptConflictError(f"communication {comm_id} kept changing under the receipt")
+
+    def _apply_receipt(self, comm_id: UUID, attempt: int, receipt: DeliveryReceipt) -> None:
         try:
             comm: Communication = self.store.repository.get(comm_id)
         except AggregateNotFoundError:
@@ -122,3 +149,22 @@ class InboundService(InboundHandler):
         if comm.pending_events:
             self.store.save(comm)
             log.info("receipt_applied", communication=str(comm.id), status=status)
+
+
+# Each lost race means another writer moved the communication on, and a text has only a few
+# states a receipt can move it through (Sending → Sent → Delivered / failed): a handful of
+# re-reads settles any storm of duplicates. More would only mean something else is wrong.
+RECEIPT_SAVE_ATTEMPTS = 8
+
+
+class ReceiptConflictError(RuntimeError):
+    """A receipt lost every race to save its communication (the caller may retry later)."""
+
+
+def _receipt_reference(receipt: DeliveryReceipt) -> tuple[UUID, int] | None:
+    """Our callback reference `<communication id>:<attempt>`, or None for anything else."""
+    try:
+        comm_part, attempt_part = receipt.reference.rsplit(":", 1)
+        return UUID(comm_part), int(attempt_part)
+    except ValueError:
+        return None

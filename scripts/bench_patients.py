@@ -38,6 +38,10 @@ from domain.lists_views import BUILT_IN_VIEWS
 from projections.db import Database, open_database
 from tests.fixtures_servers import scratch_database
 
+# Numbers are keyed like a deployment keys them (PostgreSQL refuses to start without it).
+os.environ.setdefault("OUTREACH_CONTACT_KEY_SECRET",
+                      "benchmark-contact-key-secret-0123456789abcdef")
+
 NOW = datetime(2025, 3, 10, 15, 0, tzinfo=UTC)
 TODAY = date(2025, 3, 10)
 # A first load imports patients last: each patient row is then written once, with its

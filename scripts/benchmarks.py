@@ -17,6 +17,10 @@ Where the product has a target it is printed too, with whether this run met it.
 - activation: a 4,000-patient campaign created active (every communication planned and
   stored), SQLite and PostgreSQL; raw: one batched save of as many new communications.
 - patients: scripts/bench_patients.run (imports and list latency), on PostgreSQL.
+- webhooks: signed Twilio status callbacks per second from 16 concurrent clients against
+  `outreach serve` (uvicorn on 127.0.0.1, its own process), duplicates and 'sent'/'delivered'
+  races included, SQLite and PostgreSQL; errors counted (must be 0); raw: the same client
+  load on the same server's GET /healthz.
 
 Servers: OUTREACH_BENCH_POSTGRES_URL (a maintenance database; a scratch database is made per
 benchmark) or an embedded PostgreSQL; OUTREACH_BENCH_KAFKA or a private Tansu broker.
@@ -28,6 +32,7 @@ import argparse
 import importlib.util
 import logging
 import math
+import os
 import sys
 import tempfile
 import time
@@ -58,6 +63,7 @@ from bus.wire import intents_topic
 from domain.channels import Channel
 from domain.clock import Clock
 from domain.communication import Communication
+from domain.preferences import ContactKeys
 from gateways.null_sms import NullSmsGateway
 from scripts.servers import kafka_broker, postgres_server
 from tests.fixtures_servers import scratch_database
@@ -67,6 +73,9 @@ from workers.scheduler import routing_key
 
 POSTGRES_ENV = "OUTREACH_BENCH_POSTGRES_URL"
 KAFKA_ENV = "OUTREACH_BENCH_KAFKA"
+# Numbers are keyed like a deployment keys them (PostgreSQL refuses to start without it).
+BENCH_CONTACT_KEY_SECRET = "benchmark-contact-key-secret-0123456789abcdef"
+os.environ.setdefault("OUTREACH_CONTACT_KEY_SECRET", BENCH_CONTACT_KEY_SECRET)
 CAMPAIGN_SIZE = 4_000  # the product's campaign size cap, and the activation benchmark's size
 BODY = "Total Healthcare: flu shots are now available. Call (555) 010-0100 to book."
 HELP_NUMBER = "(555) 010-0100"
@@ -82,11 +91,12 @@ class Sizes:
     list_patients: int  # patients for scripts/bench_patients
     list_repeats: int
     batch: int = 500
+    callbacks: int = 5_000  # signed status callbacks for the webhooks benchmark
 
 
 DEFAULT = Sizes(sends=20_000, single_saves=3_000, batched_events=20_000,
                 list_patients=100_000, list_repeats=20)  # p95 of 20 runs, not the slowest of 10
-QUICK = Sizes(sends=3_000, single_saves=500, batched_events=5_000,
+QUICK = Sizes(sends=3_000, single_saves=500, batched_events=5_000, callbacks=1_000,
               list_patients=10_000, list_repeats=5)
 
 
@@ -363,7 +373,8 @@ def raw_kafka(bootstrap: str, prefix: str, n: int, batch: int) -> tuple[float, f
     due = datetime.now(UTC)
     records = [(key.encode(), encode_intent(SendIntent(uuid.uuid4(), uuid.uuid4(), 1, key,
                                                        due)))
-               for key in (routing_key(f"+1512555{i % 10_000:04d}", "") for i in range(n))]
+               for key in (routing_key(f"+1512555{i % 10_000:04d}", "", ContactKeys(
+                   BENCH_CONTACT_KEY_SECRET.encode())) for i in range(n))]
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{prefix}-raw",
                              enable_auto_commit=False, auto_offset_reset="earliest",
                              session_timeout_ms=SESSION_TIMEOUT_MS,
@@ -510,11 +521,63 @@ def bench_patients(servers: Servers, sizes: Sizes, report: Report, workdir: Path
         workdir=workdir / "patients")
 
 
+# -- e. webhooks: signed status callbacks against `outreach serve` -------------------------
+
+def bench_webhooks(servers: Servers, sizes: Sizes, report: Report, workdir: Path) -> None:
+    """Set-up here; serving, signing and the client load in scripts/bench_webhooks."""
+    from scripts.bench_webhooks import (
+        WEBHOOK_CLIENTS,
+        WEBHOOK_STATUSES,
+        client_load,
+        delivered_once,
+        outreach_serve,
+        status_callback,
+    )
+
+    texts = max(1, sizes.callbacks // len(WEBHOOK_STATUSES))
+    for backend in ("SQLite", "PostgreSQL"):
+        with ExitStack() as stack:
+            url = (f"sqlite:///{workdir / 'webhooks' / 'outreach.db'}" if backend == "SQLite"
+                   else stack.enter_context(servers.database("bench_webhooks")))
+            progress.print(f"[webhooks] {backend}: {texts:,} texts awaiting their receipts…")
+            with outreach_app(open_all_day(url)) as app:
+                comms = texts_sending(app, texts)
+            base = stack.enter_context(outreach_serve(url, workdir / f"serve-{backend}.log"))
+            requests = [status_callback(comm.id, status)
+                        for comm in comms for status in WEBHOOK_STATUSES]
+            progress.print(f"[webhooks] {backend}: {len(requests):,} signed callbacks, "
+                           f"{WEBHOOK_CLIENTS} clients…")
+            seconds, errors = client_load(base, requests)
+            raw_seconds, raw_errors = client_load(base, [("/healthz", b"", {})] * len(requests))
+            delivered = delivered_once(url, [comm.id for comm in comms])
+        note = (f"{WEBHOOK_CLIENTS} clients; {len(WEBHOOK_STATUSES)} callbacks per text "
+                f"(duplicates, 'sent' racing 'delivered'); errors {errors}"
+                + (f" (healthz errors {raw_errors})" if raw_errors else "")
+                + f"; {delivered:,} of {texts:,} Delivered exactly once")
+        if errors:
+            progress.print(f"[webhooks] {backend}: {errors} callbacks were not answered 2xx")
+        report(f"webhooks: signed status callbacks, {backend}", len(requests) / seconds,
+               "callbacks/s", baseline=len(requests) / raw_seconds, note=note)
+
+
+def texts_sending(app: Outreach, count: int) -> list[Communication]:
+    """`count` texts whose first attempt went out and awaits its receipt (Sending): the
+    first 'sent' or 'delivered' callback accepts each, as after a dispatcher crash."""
+    comms = new_communications(count)
+    at = datetime.now(UTC)
+    for comm in comms:
+        comm.start_attempt(1, at)
+    for part in chunks(comms, 500):
+        app.store.save(*part)
+    return comms
+
+
 BENCHMARKS: dict[str, Callable[..., None]] = {
     "kafka": bench_kafka,
     "appends": lambda servers, sizes, report, workdir: bench_appends(servers, sizes, report),
     "activation": bench_activation,
     "patients": bench_patients,
+    "webhooks": bench_webhooks,
 }
 
 

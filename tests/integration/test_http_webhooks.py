@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -14,6 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from api.http import create_app
 from application.inbound import InboundHandler
+from application.inbound_service import ReceiptConflictError
 from domain.inbound import DeliveryReceipt, InboundText
 from domain.keywords import Keyword, classify
 from gateways.sms import OutboundText
@@ -46,8 +48,11 @@ class RecordingHandler(InboundHandler):
 
 def app_for(handler: InboundHandler, auth_token: str | None = TOKEN,
             help_reply: Callable[[], str] | None = None) -> TestClient:
-    return TestClient(create_app(handler, auth_token, PUBLIC_URL if auth_token else None,
-                                 help_reply, now=lambda: NOW))
+    """Signed by default; `auth_token=None` is the explicit development mode (no checks)."""
+    if auth_token is None:
+        return TestClient(create_app(handler, None, None, help_reply, now=lambda: NOW,
+                                     insecure_dev_no_signatures=True))
+    return TestClient(create_app(handler, auth_token, PUBLIC_URL, help_reply, now=lambda: NOW))
 
 
 def inbound_form(body: str, sid: str = "SM" + "a" * 32) -> list[tuple[str, str]]:
@@ -131,17 +136,30 @@ def test_a_bad_request_answer_never_quotes_the_sender() -> None:
     assert answer.status_code == 400 and "4242" not in answer.text
 
 
-def test_without_an_auth_token_signatures_are_not_required() -> None:
-    """Simulator mode: nothing signs, the app takes the form as is."""
+def test_the_dev_mode_asked_for_by_name_takes_unsigned_webhooks() -> None:
+    """Development against the simulator: nothing signs, the app takes the form as is."""
     handler = RecordingHandler()
     client = app_for(handler, auth_token=None)
     answer = client.post("/webhooks/twilio/sms", data=dict(inbound_form("STOP")))
     assert answer.status_code == 200 and len(handler.texts) == 1
 
 
+@pytest.mark.parametrize("public_url", [None, PUBLIC_URL])
+def test_leaving_the_token_out_never_switches_signature_checks_off(
+        public_url: str | None) -> None:
+    with pytest.raises(ValueError, match="auth token"):
+        create_app(RecordingHandler(), None, public_url, now=lambda: NOW)
+
+
 def test_a_token_without_a_public_url_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="public URL"):
         create_app(RecordingHandler(), TOKEN, None, now=lambda: NOW)
+
+
+def test_a_token_and_the_dev_mode_together_are_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="exclude"):
+        create_app(RecordingHandler(), TOKEN, PUBLIC_URL, now=lambda: NOW,
+                   insecure_dev_no_signatures=True)
 
 
 def test_health_check_answers_ok() -> None:
@@ -170,6 +188,20 @@ def test_a_status_callback_signed_without_its_query_is_forbidden() -> None:
     answer = post_signed(app_for(handler), "/webhooks/twilio/status?ref=comm-2%3A1", form,
                          signature=signature)
     assert answer.status_code == 403 and handler.receipts == []
+
+
+class BusyHandler(RecordingHandler):
+    """A handler whose communication keeps changing under every receipt."""
+
+    def on_receipt(self, receipt: DeliveryReceipt) -> None:
+        raise ReceiptConflictError("kept changing")
+
+
+def test_a_receipt_that_could_not_be_applied_asks_for_a_retry_instead_of_erroring() -> None:
+    answer = post_signed(app_for(BusyHandler()), "/webhooks/twilio/status?ref=c%3A1",
+                         [("MessageSid", "SM1"), ("MessageStatus", "delivered")])
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert "retry" in answer.json()["error"]
 
 
 def test_a_status_callback_without_a_reference_is_a_bad_request() -> None:
@@ -204,3 +236,59 @@ def test_twilios_signed_callbacks_for_our_sends_reach_the_handler(
     assert answers == [204, 204, 204]
     assert sorted((r.reference, r.provider_ref, r.status) for r in handler.receipts) == sorted(
         (f"comm-{i}:1", s.provider_ref, "delivered") for i, s in enumerate(sent))
+
+
+# -- body size ---------------------------------------------------------------------------
+def raw_post(base_url: str, head: list[str], body: bytes) -> int:
+    """Send a request's head and `body` over a plain socket, leave the request unfinished
+    (the rest never comes) and return the status the server answered with regardless. A
+    server that buffers the whole body before deciding never answers: a timeout."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall("\r\n".join([*head, "", ""]).encode() + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            received = sock.recv(4096)
+            if not received:
+                break
+            answer += received
+    return int(answer.split(b" ", 2)[1])
+
+
+SMS_HEAD = ["POST /webhooks/twilio/sms HTTP/1.1", "Host: 127.0.0.1",
+            "Content-Type: application/x-www-form-urlencoded", "X-Twilio-Signature: x"]
+
+
+def test_a_body_declared_too_large_is_refused_before_it_is_read(
+        served: tuple[str, RecordingHandler]) -> None:
+    """Given a request declaring 10 GB, of which nothing is sent, the answer is 413 at once."""
+    url, handler = served
+    status = raw_post(url, [*SMS_HEAD, f"Content-Length: {10 * 1024**3}"], b"")
+    assert status == 413 and handler.texts == []
+
+
+def test_a_streamed_body_is_refused_once_it_passes_the_limit(
+        served: tuple[str, RecordingHandler]) -> None:
+    """Given a chunked upload with no declared length that goes past 64 KiB and never ends,
+    the server stops reading at the limit and answers 413."""
+    url, handler = served
+    chunk = b"Body=" + b"x" * (16 * 1024 - 5)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(5))
+    status = raw_post(url, [*SMS_HEAD, "Transfer-Encoding: chunked"], chunks)
+    assert status == 413 and handler.texts == []
+
+
+def test_a_signed_body_too_large_is_refused_and_one_within_the_limit_is_taken(
+        served: tuple[str, RecordingHandler]) -> None:
+    url, handler = served
+    path = "/webhooks/twilio/sms"
+    with httpx.Client(base_url=url) as http:
+        for body, expected in (("y" * (60 * 1024), 200), ("y" * (65 * 1024), 413)):
+            form = inbound_form(body)
+            signature = RequestValidator(TOKEN).compute_signature(PUBLIC_URL + path,
+                                                                  dict(form))
+            answer = http.post(path, content=urlencode(form), headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature})
+            assert answer.status_code == expected
+    assert len(handler.texts) == 1

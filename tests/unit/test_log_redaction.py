@@ -3,17 +3,20 @@ while the timestamps and ids that make logs useful survive untouched."""
 
 from __future__ import annotations
 
+import json
 import re
 import string
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import pytest
+import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from application.logging import PHI_KEYS, redact_phi
+from application.logging import PHI_KEYS, configure_logging, redact_phi
 
 
 def redact(**event: Any) -> dict[str, Any]:
@@ -136,3 +139,35 @@ def test_less_usual_phone_formats_are_masked_too(text: str) -> None:
     masked = redact_phi(None, "info", {"event": f"callback {text} please"})["event"]
     # Then no digit of it survives
     assert masked == "callback [phone] please"
+
+
+# -- tracebacks ----------------------------------------------------------------------------
+@pytest.fixture
+def configured() -> Iterator[Callable[[str], None]]:
+    """configure_logging as the app does it; structlog's defaults are restored after."""
+    yield lambda fmt: configure_logging(fmt, "INFO")
+    structlog.reset_defaults()
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_logged_traceback_shows_no_local_variables_and_masks_its_message(
+    fmt: str, configured: Callable[[str], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given logging as configured for the app, and a failure in a frame holding a secret
+    configured(fmt)
+
+    def send(auth_token: str = "tok-5ecret-in-a-local", patient: str = "Zebulon") -> None:
+        raise RuntimeError("provider refused +13125550187")
+
+    # When it is logged with its traceback
+    try:
+        send()
+    except RuntimeError:
+        structlog.get_logger("test").exception("step_failed")
+    output = capsys.readouterr().err
+    # Then where it failed is there, the locals are not, and the number is masked
+    assert "step_failed" in output and "RuntimeError" in output and "send" in output
+    assert "tok-5ecret-in-a-local" not in output and "Zebulon" not in output
+    assert "+13125550187" not in output and "[phone]" in output
+    if fmt == "json":
+        assert json.loads(output)["exception"][0]["exc_type"] == "RuntimeError"
