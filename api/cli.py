@@ -17,9 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 from application.bootstrap import Outreach, build
+from application.csv_safe import SafeCsvWriter
 from domain.errors import DomainError
 
+# An unexpected failure prints a traceback, but never local variables: they hold the
+# Settings (Twilio auth token, cipher key) and patients' rows. Said here, not left to typer's
+# default; the root app's setting is the one that applies to every subcommand.
 app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_show_locals=False,
                   help="Patient outreach campaigns: build lists, send politely, report.")
 campaign_app = typer.Typer(no_args_is_help=True, help="Create and manage one campaign.")
 worker_app = typer.Typer(no_args_is_help=True, help="Run one kind of worker (scale-out stack).")
@@ -35,7 +40,8 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"error: {message}", markup=False, highlight=False)
+    # soft_wrap: one line whatever the terminal (or log file) width.
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -167,18 +173,33 @@ def campaign_test_send(
                       f"{o.campaigns.get(o.campaigns.resolve(cid)).status}")
 
 
+REPORT_CSV_HEADER = ("#", "Patient ID", "Name", "Contact", "Status", "Attempts",
+                     "Last Outcome", "Reason", "Due At")
+
+
 @campaign_app.command("report")
 def campaign_report(
     campaign_id: str,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines for tools.")] = False,
+    as_csv: Annotated[bool, typer.Option(
+        "--csv", help="CSV for a spreadsheet: a header row, one row per patient.")] = False,
 ) -> None:
     """Each patient: contact, status, attempts, last outcome."""
+    if as_json and as_csv:
+        fail("give --json or --csv, not both", 2)
     with outreach() as o:
         cid = o.campaigns.resolve(campaign_id)
         rows = o.campaigns.report(cid)
         if as_json:
             for r in rows:
                 sys.stdout.write(json.dumps(r.__dict__) + "\n")
+            return
+        if as_csv:
+            # Formula-safe: names and contacts are what the imported files said.
+            writer = SafeCsvWriter(sys.stdout)
+            writer.writerow(REPORT_CSV_HEADER)
+            writer.writerows([r.sequence, r.patient_id, r.name, r.contact, r.status,
+                              r.attempts, r.last_outcome, r.reason, r.due_at] for r in rows)
             return
         table = Table(title=f"{o.campaigns.get(cid).name}: report")
         for col in ("#", "patient", "name", "contact", "status", "attempts", "last outcome",
@@ -218,6 +239,10 @@ def run(
     start: Annotated[str | None, typer.Option("--from", help="Simulation start (ISO).")] = None,
     until: Annotated[str | None, typer.Option(help="Simulation end (ISO).")] = None,
     interval: Annotated[float, typer.Option(help="Real-time loop period, seconds.")] = 1.0,
+    health_port: Annotated[int | None, typer.Option(
+        help="Serve /healthz and /readyz (probes) on this port.")] = None,
+    health_host: Annotated[str, typer.Option(
+        help="Address the probes' server binds (0.0.0.0 in a container).")] = "127.0.0.1",
 ) -> None:
     """Run the workers. Embedded (default): all in this process. With Kafka configured:
     projections, scheduler and relay here; dispatchers via `outreach worker dispatch`."""
@@ -237,23 +262,30 @@ def run(
     from workers.processes import run_forever
 
     with outreach() as o:
-        run_forever(o, interval_s=interval)
+        run_forever(o, interval_s=interval, health_port=health_port, health_host=health_host)
 
 
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
+    insecure_dev_no_signatures: Annotated[bool, typer.Option(
+        "--insecure-dev-no-signatures",
+        help="DEVELOPMENT ONLY, simulator gateway only: accept unsigned webhooks "
+             "(or OUTREACH_INSECURE_DEV_NO_SIGNATURES=true).")] = False,
 ) -> None:
-    """Serve Twilio's webhooks (inbound texts, status callbacks)."""
+    """Serve Twilio's webhooks (inbound texts, status callbacks). Needs TWILIO_AUTH_TOKEN and
+    OUTREACH_PUBLIC_URL: every webhook's signature is checked."""
     import uvicorn
 
-    from api.http import create_app
+    from api.http import serving_app
 
     with outreach() as o:
-        s = o.settings
-        token = s.twilio_auth_token if s.uses_twilio else None
-        web = create_app(o.inbound, token, s.public_url, now=o.clock.now)
+        try:
+            web = serving_app(o, insecure_dev_no_signatures)
+        except ValueError as exc:
+            fail(str(exc), 2)
+            raise  # unreachable, for the type checker
         uvicorn.run(web, host=host, port=port, log_level="warning")
 
 

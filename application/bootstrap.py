@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from application.campaigns import CampaignService
 from application.clock import SystemClock
+from application.contact_keys import contact_keys as load_contact_keys
 from application.inbound_service import InboundService
 from application.logging import configure_logging
 from application.patients import PatientService
@@ -15,6 +16,7 @@ from application.ports import PatientDirectory
 from application.settings import Settings
 from application.store import EventStore, open_event_store, schema_lock
 from domain.clock import Clock
+from domain.preferences import ContactKeys
 from gateways.simulator_sms import SimulatorSmsGateway
 from gateways.sms import SmsGateway
 from projections import runner as follower
@@ -54,6 +56,7 @@ class Outreach:
     campaigns: CampaignService
     inbound: InboundService
     patients: PatientService
+    contact_keys: ContactKeys  # keys phone numbers: opt-outs, routing keys, public topic
     projections: list[Projection] = field(default_factory=list)
     _caught_up_to: int | None = field(default=None, repr=False)
 
@@ -88,14 +91,16 @@ def build(
     if configure_logs:
         configure_logging(settings.log_format, settings.log_level)
     clock = clock or SystemClock()
+    keys = load_contact_keys(settings)
     with schema_lock(settings):
         store = open_event_store(settings)
-        db = open_database(settings.database_url, settings.db_pool_size)
+        db = open_database(settings.database_url, settings.db_pool_size,
+                           settings.db_connect_timeout_seconds)
         projections: list[Projection] = [CampaignProjection(), PreferencesProjection()]
         patients = PatientService(store, db, clock, settings)
         projections = [*patients.projections, *projections]
         follower.prepare(db, projections)
-        limiter = RateLimiter(db, settings.rate_cap_per_hour)
+        limiter = RateLimiter(db, settings.rate_cap_per_hour, burst=settings.rate_burst)
         db.migrate(SCHEDULER_DDL)
     if directory is None:
         directory = patients.directory()
@@ -109,8 +114,8 @@ def build(
         settings=settings, clock=clock, store=store, db=db, directory=directory,
         gateway=gateway, limiter=limiter,
         campaigns=CampaignService(store, db, directory, clock, settings, gateway, catch_up),
-        inbound=InboundService(store, db, clock, settings), patients=patients,
-        projections=projections,
+        inbound=InboundService(store, db, clock, settings, keys), patients=patients,
+        contact_keys=keys, projections=projections,
     )
     holder.append(outreach)
     return outreach

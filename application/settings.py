@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.calendar import DEFAULT_WINDOWS, SendingCalendar, Window
 from domain.channels import Channel
+from domain.patients import CHUNK_BYTES
+from domain.preferences import MIN_SECRET_BYTES
+
+CONTACT_KEY_SECRET_ENV = "OUTREACH_CONTACT_KEY_SECRET"
 
 DAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -33,7 +38,9 @@ def parse_days(text: str) -> frozenset[int]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OUTREACH_", extra="ignore")
+    # hide_input_in_errors: a refused secret must not be echoed in the error or a traceback.
+    model_config = SettingsConfigDict(env_prefix="OUTREACH_", extra="ignore",
+                                      hide_input_in_errors=True)
 
     database_url: str = "sqlite:///var/outreach.db"
     kafka_bootstrap_servers: str | None = None
@@ -89,6 +96,53 @@ class Settings(BaseSettings):
 
     log_format: str = "console"  # or "json" (production)
     log_level: str = "INFO"
+
+    # `outreach serve` without webhook signature checks: local development with the
+    # simulator gateway only (refused when any Twilio credential is set). Named to be loud.
+    insecure_dev_no_signatures: bool = False
+
+    # Contact keys (HMAC-SHA256 of a phone number under this secret): opt-out ids, the
+    # intents' routing keys, the public topic's pseudonyms. At least 32 characters. Required
+    # on PostgreSQL; the embedded SQLite default generates one into a 0600 file beside its
+    # database (application/contact_keys.py). NEVER change it: every number's key changes
+    # with it, and the opt-outs recorded under the old keys would no longer be found.
+    contact_key_secret: SecretStr | None = Field(default=None, validate_default=True)
+
+    @field_validator("contact_key_secret")
+    @classmethod
+    def _contact_key_secret_fits(cls, value: SecretStr | None,
+                                 info: ValidationInfo) -> SecretStr | None:
+        url = str(info.data.get("database_url", ""))
+        if value is None and url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"{CONTACT_KEY_SECRET_ENV} is not set: PostgreSQL needs it "
+                             "(at least 32 characters, e.g. `python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'`; never change it)")
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"{CONTACT_KEY_SECRET_ENV} needs at least {MIN_SECRET_BYTES} "
+                             "characters")
+        return value
+
+    # Kafka records and topics (infra/README.md, "Topics"). gzip is the codec kafka-python
+    # needs no extra package for (snappy, lz4 and zstd each need one). The size bound is the
+    # producers' max_request_size and the max.message.bytes of the topics outreach creates;
+    # its floor keeps an import chunk (domain.patients.CHUNK_BYTES of text, at most twice
+    # that as JSON) publishable. Retention in ms (-1: forever) is applied when a topic is
+    # created and checked at every start.
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
+    kafka_max_message_bytes: int = Field(default=1_000_000, ge=2 * CHUNK_BYTES + 65_536)
+    kafka_events_retention_ms: int = Field(default=30 * 86_400_000, ge=-1)
+    kafka_intents_retention_ms: int = Field(default=86_400_000, ge=-1)
+
+    # Pacing under the rate cap: a backlog (workers started late, a pause, an outage) leaves
+    # at most this many texts together, then one every 3600/cap s. Why 10: domain/pacing.py
+    # DEFAULT_BURST. A burst equal to the cap turns pacing off (the hourly cap alone).
+    rate_burst: int = Field(default=10, ge=1)
+
+    # Surviving a database restart: how long a process waits for a PostgreSQL connection
+    # before it counts the database as unavailable (and backs off). eventsourcing retries a
+    # store call 10 times on top of it; pooled connections are checked before use, so a
+    # restarted server's dead connections are replaced instead of failing a step.
+    db_connect_timeout_seconds: int = Field(default=3, ge=1)
 
     # -- derived -------------------------------------------------------------------------
     @property

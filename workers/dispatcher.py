@@ -37,10 +37,10 @@ from domain.clock import Clock
 from domain.communication import Communication, SkipReason
 from domain.pacing import spacing
 from domain.preferences import (
+    ContactKeys,
     PatientPreferences,
     PhoneOptOut,
     patient_preferences_id,
-    phone_opt_out_id,
 )
 from domain.retry import POLICIES, FailureKind
 from domain.sms import DEFAULT_FOOTER, compose
@@ -96,9 +96,11 @@ class Dispatcher:
         limiter: RateLimiter,
         calendar: SendingCalendar,
         clock: Clock,
+        contact_keys: ContactKeys,
         stale_attempt: timedelta = timedelta(seconds=60),
     ) -> None:
         self.store = store
+        self.contact_keys = contact_keys  # a number's opt-out id is keyed with its secret
         self.directory = directory
         self.gateway = gateway
         self.limiter = limiter
@@ -246,12 +248,16 @@ class Dispatcher:
 
     def _opted_out(self, contact: PatientContact, now: datetime) -> bool:
         assert contact.mobile is not None
-        try:
-            phone: PhoneOptOut = self.store.repository.get(phone_opt_out_id(contact.mobile))
+        # The keyed record first; a STOP recorded before keyed hashes lives under the legacy
+        # id. Once the keyed record exists it decides: it took over the legacy state.
+        for phone_id in self.contact_keys.opt_out_ids(contact.mobile):
+            try:
+                phone: PhoneOptOut = self.store.repository.get(phone_id)
+            except AggregateNotFoundError:
+                continue
             if phone.stopped:
                 return True
-        except AggregateNotFoundError:
-            pass
+            break
         try:
             prefs: PatientPreferences = self.store.repository.get(
                 patient_preferences_id(contact.patient_id))

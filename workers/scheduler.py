@@ -5,7 +5,6 @@ of it for a while (its dispatcher died, or the bus lost it)."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -17,6 +16,7 @@ from application.store import EventStore
 from bus.intents import IntentPublisher, SendIntent
 from domain.campaign import Campaign
 from domain.clock import Clock
+from domain.preferences import ContactKeys, keyed_hash
 from projections.db import Database
 from projections.timefmt import iso, parse_iso
 from workers.ratelimit import RateLimiter
@@ -30,9 +30,11 @@ CREATE TABLE IF NOT EXISTS issued_intents (
 )
 """
 
-def routing_key(mobile: str | None, patient_id: str) -> str:
-    """Same number → same key → same partition → in order. A hash: no PHI on the bus."""
-    return hashlib.sha256((mobile or f"patient:{patient_id}").encode()).hexdigest()[:32]
+def routing_key(mobile: str | None, patient_id: str, keys: ContactKeys) -> str:
+    """Same number → same key → same partition → in order. Keyed (HMAC-SHA256 of
+    "route:+E164" under the contact-key secret): a bare hash of a number on the bus would be
+    reversed by trying every number."""
+    return keyed_hash(keys.secret, f"route:{mobile or f'patient:{patient_id}'}")[:32]
 
 
 class Scheduler:
@@ -43,6 +45,7 @@ class Scheduler:
         directory: PatientDirectory,
         publisher: IntentPublisher,
         clock: Clock,
+        contact_keys: ContactKeys,
         limiter: RateLimiter | None = None,
         reissue_after: timedelta = timedelta(minutes=2),
         receipt_grace: timedelta = timedelta(minutes=10),
@@ -53,9 +56,12 @@ class Scheduler:
         self.directory = directory
         self.publisher = publisher
         self.clock = clock
+        self.contact_keys = contact_keys
         self.limiter = limiter
         #: campaigns at their rate cap → when the cap frees up (from the last tick)
         self.blocked_until: dict[str, datetime] = {}
+        #: per campaign, this tick: when the limiter has room again once the tick's is used
+        self._frees_at: dict[str, datetime] = {}
         self.reissue_after = reissue_after
         #: a campaign completes only this long after its last change, so a delivery
         #: failure reported soon after the send can still get another attempt
@@ -88,20 +94,23 @@ class Scheduler:
         if not rows:
             return 0
         in_flight = self._in_flight_per_campaign(now)
-        contacts = self.directory.contacts([r[2] for r in rows])
         intents: list[SendIntent] = []
         issued: list[tuple[str, int, str, str | None]] = []
         room: dict[str, int] = {}
-        self.blocked_until = {}
+        self.blocked_until, self._frees_at = {}, {}
+        # Paced or over the cap: wait, in order, instead of deferring. Room first, contacts
+        # after: a paced backlog of thousands looks up only the few it may issue now.
+        rows = [r for r in rows
+                if r[4] == "Sending" or self._has_room(r[1], now, room, in_flight)]
+        contacts = self.directory.contacts([r[2] for r in rows])
         for comm_id, campaign_id, patient_id, attempts, status, due_at in rows:
             attempt = int(attempts) if status == "Sending" else int(attempts) + 1
-            if status != "Sending" and not self._has_room(campaign_id, now, room, in_flight):
-                continue  # over the cap this hour: wait, in order, instead of deferring
             issued.append((comm_id, attempt, due_at or "", iso(now)))
             contact = contacts.get(patient_id)
             intents.append(SendIntent(
                 communication_id=UUID(comm_id), campaign_id=UUID(campaign_id), attempt=attempt,
-                routing_key=routing_key(contact.mobile if contact else None, patient_id),
+                routing_key=routing_key(contact.mobile if contact else None, patient_id,
+                                        self.contact_keys),
                 due_at=parse_iso(due_at) or now,
             ))
         if not intents:
@@ -143,11 +152,13 @@ class Scheduler:
         if self.limiter is None:
             return True
         if campaign_id not in room:
-            free, free_at = self.limiter.room(UUID(campaign_id), now)
-            room[campaign_id] = free - in_flight.get(campaign_id, 0)
-            if free_at is not None:
-                self.blocked_until[campaign_id] = free_at
+            # Intents in flight will each use the room; the rest may be issued now.
+            room[campaign_id], self._frees_at[campaign_id] = self.limiter.room(
+                UUID(campaign_id), now, pending=in_flight.get(campaign_id, 0))
         if room[campaign_id] <= 0:
+            # Paced or at the cap: this campaign is next due when the limiter has room again
+            # (so simulated time jumps there, neither spinning nor stalling).
+            self.blocked_until[campaign_id] = self._frees_at[campaign_id]
             return False
         room[campaign_id] -= 1
         return True
