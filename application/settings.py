@@ -74,11 +74,11 @@ class Settings(BaseSettings):
     help_reply: str = "{organisation}: for help call {help_number}. Reply STOP to opt out."
 
     public_url: str | None = None  # https base URL Twilio calls back (signatures use it)
-    cipher_key: str | None = None  # encrypts event state at rest (eventsourcing AESCipher)
+    cipher_key: str | None = Field(default=None, repr=False)  # encrypts event state at rest (eventsourcing AESCipher)
 
     twilio_account_sid: str | None = Field(default=None, validation_alias=AliasChoices(
         "TWILIO_ACCOUNT_SID", "OUTREACH_TWILIO_ACCOUNT_SID"))
-    twilio_auth_token: str | None = Field(default=None, validation_alias=AliasChoices(
+    twilio_auth_token: str | None = Field(default=None, repr=False, validation_alias=AliasChoices(
         "TWILIO_AUTH_TOKEN", "OUTREACH_TWILIO_AUTH_TOKEN"))
     twilio_from_number: str | None = Field(default=None, validation_alias=AliasChoices(
         "TWILIO_FROM_NUMBER", "OUTREACH_TWILIO_FROM_NUMBER"))
