@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     help_reply: str = "{organisation}: for help call {help_number}. Reply STOP to opt out."
 
     public_url: str | None = None  # https base URL Twilio calls back (signatures use it)
-    cipher_key: str | None = Field(default=None, repr=False)  # encrypts event state at rest (eventsourcing AESCipher)
+    # Encrypts event state at rest (eventsourcing AESCipher); never in a repr.
+    cipher_key: str | None = Field(default=None, repr=False)
 
     twilio_account_sid: str | None = Field(default=None, validation_alias=AliasChoices(
         "TWILIO_ACCOUNT_SID", "OUTREACH_TWILIO_ACCOUNT_SID"))
