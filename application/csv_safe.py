@@ -19,8 +19,10 @@ an evaluated formula if some spreadsheet does read it as one):
   would see the formula.
 
 A cell that already begins with `'` is written as it is. Removing the one added `'` gives
-back the original value exactly; the rejects file (read back by the importer) relies on
-it only for phone numbers, which the importer parses past a leading `'`.
+back the original value exactly: the importer does so for every cell (a `'` before a
+trigger is the spreadsheet's text marker), and the rejects file adds one more `'` to a
+value that really begins with `'` + trigger, so a corrected rejects file imports exactly
+(application/import_source.py).
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ recording and projecting mostly wait on the databases. The two overlap:
 Either way the importing thread receives `CheckedChunk`s in file order, through a queue of
 a few chunks: memory stays bounded whatever the file size. Rejected rows travel with their
 original cells (for the rejects file); valid ones travel as canonical records only.
+
+The reader also keeps each key to its first row (application/import_keys.py): a later row
+with the same key and other data is rejected ("duplicate id, first seen on line N"), one
+that repeats it exactly is counted (`repeated`) and dropped. So every key reaches the
+importer at most once per file.
 """
 
 from __future__ import annotations
@@ -30,13 +35,18 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
+from application.import_keys import FirstRows
+from application.import_source import Source, restore_cell
 from domain.patients import (
     CHUNK_ROWS,
     SPECS,
     ImportKind,
+    ImportSpec,
     Record,
     RowRejected,
+    duplicate_reason,
     map_header,
+    row_hash,
     validate_row,
 )
 
@@ -46,24 +56,18 @@ PROCESS_MIN_BYTES = 4 << 20
 QUEUE_CHUNKS = 4
 
 
-def open_text(path: Path, mode: str) -> IO[str]:
-    # utf-8-sig drops a BOM if there is one; surrogateescape turns bytes that are not UTF-8
-    # into markers the row check rejects, so one bad row never stops the file, and the
-    # rejects file gets the original bytes back.
-    return open(path, mode, encoding="utf-8-sig" if "r" in mode else "utf-8",  # noqa: SIM115
-                errors="surrogateescape", newline="")
-
-
 @dataclass
 class CheckedChunk:
-    """Up to CHUNK_ROWS valid rows, and the rows rejected among them, in file order."""
+    """Up to CHUNK_ROWS valid rows, and the rows rejected among them, in file order;
+    `repeated`: rows that repeated an earlier row of the file exactly (dropped)."""
 
     valid: list[tuple[int, Record]] = field(default_factory=list)  # (line, record)
     rejected: list[tuple[int, list[str], str]] = field(default_factory=list)  # line, cells, why
+    repeated: int = 0
 
     @property
     def rows(self) -> int:
-        return len(self.valid) + len(self.rejected)
+        return len(self.valid) + len(self.rejected) + self.repeated
 
 
 def read_rows(reader: Any) -> Iterator[tuple[int, list[str] | None, str | None]]:
@@ -83,28 +87,66 @@ def read_rows(reader: Any) -> Iterator[tuple[int, list[str] | None, str | None]]
             yield start, cells, None
 
 
-def check_file(path: Path, kind: ImportKind, today: date) -> Iterator[CheckedChunk]:
+def restore_cells(cells: list[str]) -> list[str]:
+    """Cells without the `'` a formula-safe writer added (see import_source.restore_cell)."""
+    for cell in cells:
+        if cell[:1] == "'":
+            return [restore_cell(c) for c in cells]
+    return cells
+
+
+def check_file(path: Path, kind: ImportKind, today: date, source: Source
+               ) -> Iterator[CheckedChunk]:
     """The file's rows after its header, checked, in chunks. The header was checked by the
     caller (map_header raised nothing there, so it raises nothing here)."""
     csv.field_size_limit(min(FIELD_SIZE_LIMIT, sys.maxsize))
-    with open_text(path, "r") as source:
-        reader = csv.reader(source)
-        header_map = map_header(SPECS[kind], next(reader))
-        chunk = CheckedChunk()
-        for line, cells, error in read_rows(reader):
-            if cells is None:
-                chunk.rejected.append((line, [], str(error)))
-                continue
-            try:
-                chunk.valid.append((line, validate_row(header_map, cells, today)))
-            except RowRejected as exc:
-                chunk.rejected.append((line, cells, str(exc)))
-                continue
-            if len(chunk.valid) >= CHUNK_ROWS:
-                yield chunk
-                chunk = CheckedChunk()
-        if chunk.rows:
-            yield chunk
+    spec = SPECS[kind]
+    first_rows = FirstRows()
+    try:
+        with source.open(path) as text:
+            reader = csv.reader(text, delimiter=source.delimiter)
+            header_map = map_header(spec, restore_cells(next(reader)))
+            chunk = CheckedChunk()
+            cells_of: dict[int, list[str]] = {}  # line → cells, of this chunk's valid rows
+            for line, cells, error in read_rows(reader):
+                if cells is None:
+                    chunk.rejected.append((line, [], str(error)))
+                    continue
+                cells = restore_cells(cells)
+                try:
+                    chunk.valid.append((line, validate_row(header_map, cells, today)))
+                except RowRejected as exc:
+                    chunk.rejected.append((line, cells, str(exc)))
+                    continue
+                cells_of[line] = cells
+                if len(chunk.valid) >= CHUNK_ROWS:
+                    yield _first_of_each_key(chunk, cells_of, spec, first_rows)
+                    chunk, cells_of = CheckedChunk(), {}
+            if chunk.rows:
+                yield _first_of_each_key(chunk, cells_of, spec, first_rows)
+    finally:
+        first_rows.close()
+
+
+def _first_of_each_key(chunk: CheckedChunk, cells_of: dict[int, list[str]], spec: ImportSpec,
+                       first_rows: FirstRows) -> CheckedChunk:
+    """The chunk with only the first row of each key in the file: a later row with other
+    data is rejected, an exact repeat counted and dropped."""
+    seen = [(line, "\x1f".join(spec.key(record)), row_hash(record))
+            for line, record in chunk.valid]
+    earlier = first_rows.earlier(seen)
+    if not any(earlier):
+        return chunk
+    kept = CheckedChunk(rejected=chunk.rejected, repeated=chunk.repeated)
+    for (line, record), (_, _, digest), first in zip(chunk.valid, seen, earlier, strict=True):
+        if first is None:
+            kept.valid.append((line, record))
+        elif first[1] == digest:
+            kept.repeated += 1
+        else:
+            kept.rejected.append((line, cells_of[line], duplicate_reason(spec, first[0])))
+    kept.rejected.sort(key=lambda r: r[0])  # the summary lists rejections in file order
+    return kept
 
 
 class ImportReadError(Exception):
@@ -126,12 +168,13 @@ class CheckedRows:
     """Iterate over the checked chunks of a file; `close()` stops the reader early.
 
     The child process is a fresh interpreter running this module (`python -m
-    application.import_rows FILE KIND DAY`) that writes pickled chunks to its stdout: no
-    multiprocessing start method, so a caller's script needs no `__main__` guard, and the
-    pipe's own buffer bounds memory (the child waits while the importer is busy).
+    application.import_rows FILE KIND DAY CODEC DELIMITER`) that writes pickled chunks to
+    its stdout: no multiprocessing start method, so a caller's script needs no `__main__`
+    guard, and the pipe's own buffer bounds memory (the child waits while the importer is
+    busy).
     """
 
-    def __init__(self, path: Path, kind: ImportKind, today: date,
+    def __init__(self, path: Path, kind: ImportKind, today: date, source: Source,
                  in_process: bool | None = None) -> None:
         if in_process is None:
             in_process = path.stat().st_size >= PROCESS_MIN_BYTES
@@ -142,11 +185,12 @@ class CheckedRows:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CHUNKS)
         if in_process:
             self._child, self._errors = start_child(
-                __name__, [str(path), kind.value, today.isoformat()],
+                __name__, [str(path), kind.value, today.isoformat(), source.codec,
+                           source.delimiter],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
         else:
             self._thread = threading.Thread(
-                target=_feed, args=(check_file(path, kind, today), self._put_local),
+                target=_feed, args=(check_file(path, kind, today, source), self._put_local),
                 name="patients-import-reader", daemon=True)
             self._thread.start()
 
@@ -216,18 +260,19 @@ def python_path() -> str:
 
 
 def _child_main(argv: list[str]) -> int:
-    path, kind, day = argv
+    path, kind, day, codec, delimiter = argv
     out = sys.stdout.buffer
 
     def put(item: Any) -> bool:
         # A chunk travels as plain lists: its class here would be __main__.CheckedChunk.
         if isinstance(item, CheckedChunk):
-            item = (item.valid, item.rejected)
+            item = (item.valid, item.rejected, item.repeated)
         pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
         return True
 
     try:
-        _feed(check_file(Path(path), ImportKind(kind), date.fromisoformat(day)), put)
+        _feed(check_file(Path(path), ImportKind(kind), date.fromisoformat(day),
+                         Source(codec, delimiter)), put)
         out.flush()
     except BrokenPipeError:  # the importer stopped early (an error, or close())
         return 1

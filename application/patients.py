@@ -23,9 +23,10 @@ import structlog
 
 from application.import_projector import ProjectorProcess, store_settings
 from application.import_rows import PROCESS_MIN_BYTES
+from application.import_source import SourceError, parse_delimiter, parse_encoding
 from application.patients_audience import AudienceCheck, check_ids, check_list
 from application.patients_directory import SqlPatientDirectory
-from application.patients_import import FileImport, ImportSummary
+from application.patients_import import FileImport, ImportFileError, ImportSummary
 from application.ports import PatientDirectory
 from application.settings import Settings
 from domain.channels import Channel
@@ -128,17 +129,26 @@ class PatientService:
     def import_file(self, kind: str | ImportKind, path: Path,
                     rejects_dir: Path | None = None, *,
                     check_in_process: bool | None = None,
-                    project_in_process: bool | None = None) -> ImportSummary:
+                    project_in_process: bool | None = None,
+                    encoding: str = "auto", delimiter: str = "auto") -> ImportSummary:
         """Import one CSV file. Raises ImportFileError when the file cannot be read at all
-        or its header does not fit `kind`; bad rows are reported, never fatal. Rows are
-        checked in a child process for large files (`check_in_process` None: by size), and
-        on PostgreSQL projected in another (`project_in_process` None: by size)."""
+        (or not in `encoding`: utf-8, cp1252 or auto) or its header does not fit `kind`;
+        bad rows are reported, never fatal. `delimiter`: `,` `;` `tab` or auto (see
+        application/import_source.py). Rows are checked in a child process for large files
+        (`check_in_process` None: by size), and on PostgreSQL projected in another
+        (`project_in_process` None: by size)."""
         import_kind = kind if isinstance(kind, ImportKind) else ImportKind.parse(kind)
+        try:
+            chosen_encoding, chosen_delimiter = parse_encoding(encoding), \
+                parse_delimiter(delimiter)
+        except SourceError as exc:
+            raise ImportFileError(str(exc)) from None
         path = Path(path)
         return FileImport(
             self.store, self.db, lambda: catch_up(self.store, self.db, [self.patients_projection]),
             import_kind, path, rejects_dir, self.today(), self.clock.now(),
             check_in_process, self._projector_process(path, project_in_process),
+            chosen_encoding, chosen_delimiter,
         ).run()
 
     def _projector_process(self, path: Path, wanted: bool | None

@@ -9,9 +9,12 @@ Each chunk's valid rows are compared with the read model by row hash; only new o
 rows become `PatientImport.RowsImported` events (one, or more when the rows are wide: each
 holds at most `CHUNK_BYTES` of text). Every `WINDOW_CHUNKS` events are saved together and a
 background thread brings the projection up to date while the next window is compared and
-recorded; until a window is projected the hashes of its rows are remembered, so a patient
-repeated later in the same file is compared with its own earlier row. Re-importing a file
-therefore records nothing.
+recorded. The reader passes on only the first row of each key (application/import_rows.py:
+a later row with other data is rejected as a duplicate), so a key is compared once per file
+and re-importing a file records nothing.
+
+The file's encoding and delimiter are chosen or detected first (application/import_source.py):
+a file that is not text in the encoding asked imports nothing.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from uuid import UUID
 import structlog
 
 from application.csv_safe import SafeCsvWriter
-from application.import_rows import (
-    FIELD_SIZE_LIMIT,
-    CheckedRows,
-    ImportReadError,
-    open_text,
+from application.import_rows import FIELD_SIZE_LIMIT, CheckedRows, ImportReadError, restore_cells
+from application.import_source import (
+    Encoding,
+    SourceError,
+    choose_source,
+    escape_undecodable,
+    protect_cell,
 )
 from domain.patients import (
     SPECS,
@@ -81,6 +86,7 @@ class ImportSummary:
     rejections: list[RowRejection] = field(default_factory=list)  # the first 1,000
     rejects_file: Path | None = None
     ignored_columns: tuple[str, ...] = ()
+    read_as: str = ""  # how the file was read: "UTF-8, comma-separated"
     import_id: UUID | None = None  # None when nothing changed (nothing was recorded)
     seconds: float = 0.0
     # Where the importing thread spent its time: compare (with the read model), record (the
@@ -101,25 +107,43 @@ class ImportSummary:
 
 
 class RejectsFile:
-    """The rejected rows: original columns, then `line` and `reason`. Opened on first use.
+    """The rejected rows: the file's columns, then `line` and `reason`. Opened on first use.
 
-    Staff open it in a spreadsheet to fix the rows, and its cells are exactly what the file's
-    sender wrote: it is written formula-safe (application/csv_safe.py)."""
+    Staff open it in a spreadsheet to fix the rows and import it again, so:
+    - it is valid UTF-8 (whatever the source's encoding), comma-separated, formula-safe
+      (application/csv_safe.py), and a corrected file imports exactly what it shows (the
+      importer removes the `'` the writer adds, see import_source.restore_cell);
+    - `line` and `reason` stay under their headers: a row with more fields than the header
+      has its extra fields joined, with the source's delimiter, onto its last column (as if
+      the row had been split only as many times as the header); a short row is padded;
+    - bytes that were not UTF-8 are written as `\\xNN` text (the reason names the column)."""
 
-    def __init__(self, path: Path, header: list[str]) -> None:
+    def __init__(self, path: Path, header: list[str], delimiter: str = ",") -> None:
         self.path = path
         self.header = header
+        self.delimiter = delimiter
         self._file: IO[str] | None = None
         self._writer: SafeCsvWriter | None = None
+
+    def _cells(self, cells: list[str]) -> list[str]:
+        """Exactly the header's width: extra fields joined onto the last column (empty ones
+        dropped), missing ones empty; each cell readable back (see the class doc)."""
+        width = len(self.header)
+        if len(cells) > width:
+            last = cells[width - 1:]
+            if not any(c.strip() for c in last[1:]):
+                last = last[:1]
+            cells = [*cells[:width - 1], self.delimiter.join(last)]
+        cells = cells + [""] * (width - len(cells))
+        return [protect_cell(escape_undecodable(c)) for c in cells]
 
     def write(self, line: int, cells: list[str], reason: str) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open_text(self.path, "w")
+            self._file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
             self._writer = SafeCsvWriter(self._file)
-            self._writer.writerow([*self.header, "line", "reason"])
-        padded = cells + [""] * (len(self.header) - len(cells))
-        self._writer.writerow([*padded, line, reason])
+            self._writer.writerow([*self._cells(self.header), "line", "reason"])
+        self._writer.writerow([*self._cells(cells), line, reason])
 
     @property
     def used(self) -> bool:
@@ -213,7 +237,8 @@ class FileImport:
     def __init__(self, store: Any, db: Database, catch_up: Callable[[], Any], kind: ImportKind,
                  path: Path, rejects_dir: Path | None, today: date, now: datetime,
                  in_process: bool | None = None,
-                 projector: Callable[[], Projector] | None = None) -> None:
+                 projector: Callable[[], Projector] | None = None,
+                 encoding: Encoding = Encoding.AUTO, delimiter: str = "") -> None:
         self.store = store
         self.db = db
         self.catch_up = catch_up
@@ -224,12 +249,10 @@ class FileImport:
         self.now = now
         self.summary = ImportSummary(kind.value, path.name)
         self.in_process = in_process  # None: by file size (see application/import_rows.py)
+        self.encoding = encoding
+        self.delimiter = delimiter  # "": detected from the header line
         self.aggregate: PatientImport | None = None
         self.unsaved_chunks = 0
-        # Row hashes recorded but maybe not yet in the read model: the window being recorded,
-        # and saved windows (by number) the projecting thread has not finished.
-        self.pending: dict[tuple[str, ...], str] = {}
-        self.saved_windows: list[tuple[int, dict[tuple[str, ...], str]]] = []
         self.windows = 0
         self.start_projector = projector or (lambda: BackgroundCatchUp(self.catch_up))
         self.projector: Projector | None = None
@@ -239,17 +262,22 @@ class FileImport:
         csv.field_size_limit(min(FIELD_SIZE_LIMIT, sys.maxsize))
         self.catch_up()  # compare with everything recorded so far
         try:
-            source = open_text(self.path, "r")
+            source = choose_source(self.path, self.spec, self.encoding, self.delimiter)
+            text = source.open(self.path)
         except OSError as exc:
             raise ImportFileError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        with source:
-            header = self._header(csv.reader(source))
-        with RejectsFile(self.rejects_path, header) as rejects:
-            checked = CheckedRows(self.path, self.spec.kind, self.today, self.in_process)
+        except SourceError as exc:
+            raise ImportFileError(str(exc)) from None
+        self.summary.read_as = source.description
+        with text:
+            header = self._header(csv.reader(text, delimiter=source.delimiter))
+        with RejectsFile(self.rejects_path, header, source.delimiter) as rejects:
+            checked = CheckedRows(self.path, self.spec.kind, self.today, source, self.in_process)
             self.projector = self.start_projector()
             try:
                 for chunk in checked:
                     self.summary.rows += chunk.rows
+                    self.summary.unchanged += chunk.repeated
                     for line, cells, reason in chunk.rejected:
                         self._reject(rejects, line, cells, reason)
                     self._record(chunk.valid)
@@ -261,7 +289,8 @@ class FileImport:
                 self.projector.close()
         self._finish(rejects.used)
         self.summary.seconds = time.perf_counter() - started
-        log.info("patients.import.finished", kind=self.spec.kind.value, rows=self.summary.rows,
+        log.info("patients.import.finished", kind=self.spec.kind.value, read_as=source.description,
+                 rows=self.summary.rows,
                  new=self.summary.new, updated=self.summary.updated,
                  unchanged=self.summary.unchanged, rejected=self.summary.rejected,
                  seconds=round(self.summary.seconds, 2), checked_in_process=checked.in_process)
@@ -274,6 +303,7 @@ class FileImport:
             raise ImportFileError(f"{self.path.name} is empty") from None
         except csv.Error as exc:
             raise ImportFileError(f"{self.path.name}: unreadable header: {exc}") from None
+        header = restore_cells(header)
         try:
             mapped = map_header(self.spec, header)
         except HeaderError as exc:
@@ -296,21 +326,18 @@ class FileImport:
         lookup = spec.key_columns[0]
         with self.db.transaction() as tx:
             known = existing_hashes(tx, spec.kind, (str(r[1][lookup]) for r in rows))
-        changed: dict[tuple[str, ...], tuple[Record, str]] = {}
+        # Each key comes once per file (the reader keeps the first row of each).
+        changed: list[Record] = []
         for _line, record in rows:
-            key = spec.key(record)
-            digest = row_hash(record)
-            before = self._pending(key) or known.get(key)
-            if before == digest:
+            before = known.get(spec.key(record))
+            if before == row_hash(record):
                 self.summary.unchanged += 1
                 continue
             if before is None:
                 self.summary.new += 1
             else:
                 self.summary.updated += 1
-            known[key] = digest
-            changed.pop(key, None)
-            changed[key] = (record, digest)
+            changed.append(record)
         self.summary._timed("compare", started)
         if not changed:
             return
@@ -320,21 +347,10 @@ class FileImport:
             self.summary.import_id = self.aggregate.id
         # One event per CHUNK_BYTES of text (domain.patients.bounded_chunks): a window is
         # counted in events, so a save of wide rows stays a few MB, not 10 × 1,000 rows.
-        self.unsaved_chunks += self.aggregate.record_rows(
-            spec.column_names, [r for r, _ in changed.values()])
-        self.pending.update((key, digest) for key, (_, digest) in changed.items())
+        self.unsaved_chunks += self.aggregate.record_rows(spec.column_names, changed)
         self.summary._timed("record", started)
         if self.unsaved_chunks >= WINDOW_CHUNKS:
             self._flush()
-
-    def _pending(self, key: tuple[str, ...]) -> str | None:
-        """The hash this import last recorded for `key`, if the read model may not have it."""
-        found = self.pending.get(key)
-        for _, window in reversed(self.saved_windows):
-            if found is not None:
-                break
-            found = window.get(key)
-        return found
 
     def _flush(self, last: bool = False) -> None:
         """Store the recorded chunks in one go and have them projected in the background;
@@ -345,15 +361,11 @@ class FileImport:
             self.store.save(self.aggregate)
             self.summary._timed("record", started)
             self.windows += 1
-            self.saved_windows.append((self.windows, self.pending))
             self.projector.request(self.windows)
         self.unsaved_chunks = 0
-        self.pending = {}
         started = time.perf_counter()
         self.projector.wait_for(self.windows if last else self.windows - 1)
         self.summary._timed("project", started)  # the time spent waiting for it
-        done = self.projector.done
-        self.saved_windows = [(n, w) for n, w in self.saved_windows if n > done]
 
     def _finish(self, wrote_rejects: bool) -> None:
         if not wrote_rejects and self.rejects_path.exists():

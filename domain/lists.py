@@ -355,14 +355,30 @@ def years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years, day=28)
 
 
+def birthday_in(born: date, year: int) -> date:
+    """The day someone born on `born` turns a year older in `year`. THE age rule: every age
+    (the Age column, the summary, the Age filter, sorting by age) follows it. Born on
+    29 February: 1 March in a year without one — a year of age is complete only once the
+    whole anniversary day has passed (the rule of English law, for example), and it is
+    what counting (month, day) gives: (2, 28) comes before (2, 29)."""
+    if (born.month, born.day) == (2, 29) and not calendar.isleap(year):
+        return date(year, 3, 1)
+    return born.replace(year=year)
+
+
 def age_on(born: date, today: date) -> int:
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    """Whole years on `today` (see birthday_in for 29 February)."""
+    return today.year - born.year - (today < birthday_in(born, today.year))
 
 
 def birth_dates_for_ages(low: int | None, high: int | None, today: date) -> tuple[date | None,
                                                                                  date | None]:
-    """Ages in [low, high] ⇔ date of birth in the returned inclusive range. Age ≥ n ⇔
-    born on or before the same day n years ago (29 February: on 28 February)."""
+    """Ages in [low, high] ⇔ date of birth in the returned inclusive range (the same rule
+    as age_on; a property test checks every day). Age ≥ n ⇔ born on or before the same day
+    n years ago; when that day is a 29 February the year lacks, 28 February: someone born
+    1 March is not n yet, someone born 28 February is. Born 29 February: not n on
+    28 February of a common year (that day n years ago is before their birth date), n on
+    1 March."""
     latest = years_before(today, low) if low is not None else None
     earliest = (years_before(today, high + 1) + timedelta(days=1)) if high is not None else None
     return earliest, latest

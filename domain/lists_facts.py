@@ -4,7 +4,8 @@ This is the specification the SQL compiler (projections/patient_queries.py) must
 the property tests run random filters over random patients through both and compare. It
 also serves small in-memory lists. Derived values follow these rules:
 
-- age: whole years on `today` (born 29 February: a year older on 28 February);
+- age: whole years on `today` (born 29 February: a year older on 1 March in a common
+  year; domain.lists.birthday_in);
 - next appointment: the earliest appointment on or after today that is Scheduled or
   Confirmed; last visit: the latest appointment before today that was not Canceled,
   Rescheduled or a No-Show;

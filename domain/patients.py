@@ -236,6 +236,7 @@ class ImportSpec:
     key_columns: tuple[int, ...]  # positions in the record; the first is the lookup column
     folded_key_columns: tuple[int, ...] = ()  # compared case-insensitively (measure names)
     row_check: Callable[[Record], str | None] | None = None
+    key_label: str = "id"  # what a row's key is, in staff words ("duplicate id, …")
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -253,10 +254,19 @@ SPECS: dict[ImportKind, ImportSpec] = {
     ImportKind.APPOINTMENTS: ImportSpec(ImportKind.APPOINTMENTS, APPOINTMENT_COLUMNS, (0,)),
     ImportKind.PROVIDERS: ImportSpec(ImportKind.PROVIDERS, PROVIDER_COLUMNS, (0,)),
     ImportKind.CARE_GAPS: ImportSpec(
-        ImportKind.CARE_GAPS, CARE_GAP_COLUMNS, (0, 1), (1,), _check_care_gap),
-    ImportKind.CONDITIONS: ImportSpec(ImportKind.CONDITIONS, CONDITION_COLUMNS, (0, 1), (1,)),
-    ImportKind.BILLING: ImportSpec(ImportKind.BILLING, BILLING_COLUMNS, (0, 1)),
+        ImportKind.CARE_GAPS, CARE_GAP_COLUMNS, (0, 1), (1,), _check_care_gap,
+        "patient id and measure"),
+    ImportKind.CONDITIONS: ImportSpec(ImportKind.CONDITIONS, CONDITION_COLUMNS, (0, 1), (1,),
+                                      key_label="patient id and condition"),
+    ImportKind.BILLING: ImportSpec(ImportKind.BILLING, BILLING_COLUMNS, (0, 1),
+                                   key_label="patient id and provider id"),
 }
+
+
+def duplicate_reason(spec: ImportSpec, first_line: int) -> str:
+    """Why a row whose key an earlier row of the same file has, with other data, is
+    rejected: the first row is kept (re-importing the file must change nothing)."""
+    return f"duplicate {spec.key_label}, first seen on line {first_line}"
 
 
 @dataclass(frozen=True)

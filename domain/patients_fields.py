@@ -30,10 +30,24 @@ _UNDECODABLE = re.compile(r"[\udc80-\udcff]")
 
 
 def fold(text: str) -> str:
-    """The case-insensitive form used for matching. Computed in Python on both sides (stored
-    column and filter value) because SQLite's lower() folds only ASCII and PostgreSQL's
-    depends on the server locale: one function means both databases agree with Python."""
-    return text.lower()
+    """The form used for matching, ignoring case and accents: `García` and `GARCIA` are both
+    `garcia`, `Zoë` is `zoe`, `Straße` is `strasse`. Computed in Python on both sides (the
+    stored `*_f` column and the typed value) because SQLite's lower() folds only ASCII,
+    PostgreSQL's depends on the server locale, and its `unaccent` is an extension a server
+    may not ship: one function means both databases agree with Python.
+
+    Compatibility decomposition (NFKD) splits a letter from its accents, which are then
+    dropped; casefold is Unicode's caseless matching. Repeated until nothing changes:
+    casefold can bring a mark back (`İ` → `i̇`) and decomposition a capital (`ℌ` → `H`)."""
+    if text.isascii():  # nearly every value: the fast path
+        return text.lower()
+    for _ in range(4):  # one or two passes in practice; bounded all the same
+        decomposed = unicodedata.normalize("NFKD", text)
+        folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+        if folded == text:
+            break
+        text = folded
+    return text
 
 
 def clean_text(raw: str | None, what: str, max_length: int = 200) -> str | None:

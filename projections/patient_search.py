@@ -3,7 +3,9 @@
 Search covers the patients who matter to a caller: contacted in the last 90 days, or with a
 confirmed (or checked-in) appointment in the last two years or later. A phone search
 matches the digits anywhere in the mobile or home number; a name search wants every word
-to be part of the first, middle or last name. At most 100 results, by last, first, middle.
+to be part of the first, middle or last name, ignoring case and accents both ways (the typed
+words and the stored `*_f` columns go through the same domain.patients_fields.fold: no
+database extension needed). At most 100 results, by last, first, middle.
 """
 
 from __future__ import annotations

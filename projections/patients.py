@@ -3,8 +3,9 @@
 Built only from `PatientImport.RowsImported` events, so `reset` + replay gives the same
 tables. Besides the imported columns, rows carry what queries need precomputed:
 
-- `*_f` columns: the value folded in Python (domain.patients_fields.fold), so matching is
-  identical on SQLite, PostgreSQL and in the Python reference evaluator;
+- `*_f` columns: the value folded in Python (domain.patients_fields.fold: case and accents),
+  so matching is identical on SQLite, PostgreSQL and in the Python reference evaluator, and
+  needs no database extension (PostgreSQL's `unaccent` may be missing);
 - `mobile_n`/`home_n`: national digits of the phones (what staff type);
 - `sort_name`: last, first, middle as one index-friendly sort key;
 - `pcp_name`/`pcp_f`, `ar_count`/`ar_f` (open care gaps), `conditions_f` and `subscribed`
@@ -563,7 +564,8 @@ def existing_hashes(tx: Tx, kind: ImportKind, lookup_values: Iterable[str]
 class PatientsProjection(Projection):
     name = "patients"
     # 2: filtered columns first, A&R/conditions/groups items on the row (2026-11-23).
-    schema_version = 2
+    # 3: `*_f` columns fold accents too (García = Garcia): rebuilt from the history.
+    schema_version = 3
     own_tables = OWN_TABLES
     topics = (get_topic(PatientImport.RowsImported),)
     batch_size = 20  # each event carries up to 1,000 rows: keep a transaction's memory small

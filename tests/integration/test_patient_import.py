@@ -117,15 +117,26 @@ def test_a_later_file_updates_patients_by_id(backend: Backend, tmp_path: Path) -
     assert _patient(backend, "P1")["status"] == "Inactive"
 
 
-def test_a_patient_repeated_in_one_file_ends_with_the_last_row(backend: Backend,
-                                                             tmp_path: Path) -> None:
+def test_a_patient_repeated_in_one_file_keeps_its_first_row_and_rejects_the_later_one(
+        backend: Backend, tmp_path: Path) -> None:
+    # given a file that names P1 twice, with different emails, 2,500 rows apart (in
+    # different chunks and save windows)
     rows = [patient_row("P1", "Ann", "Lee", email="old@example.com"),
             *[patient_row(f"X{n}", "Filler", f"Row{n}") for n in range(2500)],
             patient_row("P1", "Ann", "Lee", email="new@example.com")]
-    summary = backend.service.import_file("patients",
-                                          write_csv(tmp_path / "p.csv", PATIENT_HEADER, rows))
-    assert (summary.new, summary.updated) == (2501, 1)
-    assert _patient(backend, "P1")["email"] == "new@example.com"
+    path = write_csv(tmp_path / "p.csv", PATIENT_HEADER, rows)
+    # when it is imported
+    summary = backend.service.import_file("patients", path)
+    # then the first row is kept and the later one rejected, naming the first's line
+    assert (summary.new, summary.updated, summary.unchanged, summary.rejected) == (2501, 0, 0, 1)
+    assert [(r.line, r.reason) for r in summary.rejections] == [
+        (2503, "duplicate id, first seen on line 2")]
+    assert _patient(backend, "P1")["email"] == "old@example.com"
+    # and importing it again changes nothing and records nothing
+    events = count_events(backend.store)
+    again = backend.service.import_file("patients", path)
+    assert (again.new, again.updated, again.unchanged, again.rejected) == (0, 0, 2501, 1)
+    assert again.import_id is None and count_events(backend.store) == events
 
 
 def test_a_file_with_a_bom_imports_like_one_without(backend: Backend, tmp_path: Path) -> None:
@@ -140,28 +151,34 @@ def test_a_file_with_a_bom_imports_like_one_without(backend: Backend, tmp_path: 
 
 def test_line_numbers_count_physical_lines_and_bad_bytes_reject_only_their_row(
         backend: Backend, tmp_path: Path) -> None:
-    # given a file with a blank line, a quoted multi-line cell and a row that is not UTF-8
+    # given a UTF-8 file (Zoë) with a blank line, a quoted multi-line cell and one damaged
+    # row whose byte is not UTF-8
     path = tmp_path / "messy.csv"
     path.write_bytes(
         b"Patient ID,First Name,Last Name,DOB,Address\n"
         b"P1,Ann,Lee,1950-02-03,\"1 Main St\nSuite 2\"\n"
         b"\n"
         b"P2,Bo\xe9,Ray,1960-01-01,\n"
-        b"P3,Cy,Cole,1970-01-01,\n")
+        b"P3,Zo\xc3\xab,Cole,1970-01-01,\n")
     # when it is imported
     summary = backend.service.import_file("patients", path)
-    # then the bad row is named by its own line and the others are accepted
+    # then it is read as UTF-8, the damaged row is named by its own line and the others
+    # are accepted
+    assert summary.read_as == "UTF-8, comma-separated"
     assert [(r.line, r.reason) for r in summary.rejections] == [
         (5, "first name is not valid UTF-8 text")]
     assert summary.new == 2
+    assert _patient(backend, "P3")["first_name"] == "Zoë"
+    # and the rejects file is valid UTF-8 that shows the bad byte as \xe9
     assert summary.rejects_file is not None
-    assert b"Bo\xe9" in summary.rejects_file.read_bytes()  # the original bytes, kept
+    summary.rejects_file.read_bytes().decode("utf-8")  # strict: raises if it is not
+    assert csv_rows(summary.rejects_file)[1][:2] == ["P2", "Bo\\xe9"]
 
 
 def test_rows_checked_in_a_child_process_import_exactly_as_in_a_thread(
         backend: Backend, tmp_path: Path) -> None:
     # given a messy file: a multi-line cell, a blank line, bytes that are not UTF-8, a bad
-    # phone, a row with too many fields
+    # phone, a row with too many fields, a row repeated exactly, an id repeated
     path = tmp_path / "messy.csv"
     path.write_bytes(
         b"Patient ID,First Name,Last Name,DOB,Mobile,Address\n"
@@ -170,7 +187,10 @@ def test_rows_checked_in_a_child_process_import_exactly_as_in_a_thread(
         b"P2,Bo\xe9,Ray,1960-01-01,,\n"
         b"P3,Cy,Cole,1970-01-01,123,\n"
         b"P4,Di,Fox,1980-01-01,,,extra\n"
-        b"P5,Ed,Gray,1990-01-01,(512) 555-0105,\n")
+        b"P5,Ed,Gray,1990-01-01,(512) 555-0105,\n"
+        b"P6,Zo\xc3\xab,Gray,1990-01-01,,\n"
+        b"P5,Ed,Gray,1990-01-01,(512) 555-0105,\n"
+        b"P1,Ann,Lee,1950-02-03,512-555-0101,\n")
     # when it is imported with its rows checked in a thread, then again in a child process
     in_thread = backend.service.import_file("patients", path, tmp_path / "thread",
                                             check_in_process=False)
@@ -181,10 +201,11 @@ def test_rows_checked_in_a_child_process_import_exactly_as_in_a_thread(
     # same rejects file; the second finds the first's rows already there
     assert [(r.line, r.reason) for r in in_child.rejections] \
         == [(r.line, r.reason) for r in in_thread.rejections]
-    assert [r.line for r in in_thread.rejections] == [5, 6, 7]
+    assert [r.line for r in in_thread.rejections] == [5, 6, 7, 11]
     assert (tmp_path / "child" / "messy.rejects.csv").read_bytes() == thread_rejects
-    assert (in_thread.rows, in_thread.new, in_thread.rejected) == (5, 2, 3)
-    assert (in_child.rows, in_child.unchanged, in_child.new, in_child.rejected) == (5, 2, 0, 3)
+    assert (in_thread.rows, in_thread.new, in_thread.unchanged, in_thread.rejected) \
+        == (8, 3, 1, 4)
+    assert (in_child.rows, in_child.unchanged, in_child.new, in_child.rejected) == (8, 4, 0, 4)
 
 
 def test_a_read_model_of_an_older_shape_is_rebuilt_from_the_history(

@@ -5,6 +5,7 @@ reference evaluator; the two must return the same patients in the same order."""
 
 from __future__ import annotations
 
+import calendar
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from domain.lists import (
     add_months,
     age_on,
     birth_dates_for_ages,
+    birthday_in,
     fields_for,
     find_field,
     parse_condition,
@@ -270,10 +272,32 @@ def test_adding_months_keeps_the_day_or_clamps_to_the_month_end(day: date, month
                                     (later + timedelta(days=1)).month != later.month)
 
 
-def test_the_29th_of_february_turns_a_year_older_on_the_28th() -> None:
+def test_someone_born_on_the_29th_of_february_turns_a_year_older_on_the_1st_of_march() -> None:
     assert years_before(date(2025, 2, 28), 1) == date(2024, 2, 28)
     assert age_on(date(2024, 2, 29), date(2025, 2, 28)) == 0
     assert age_on(date(2024, 2, 29), date(2025, 3, 1)) == 1
+    assert age_on(date(2024, 2, 29), date(2028, 2, 29)) == 4  # a leap year: on the day
+    # and the Age filter says the same: not 1 on 28 February, 1 on 1 March
+    assert birth_dates_for_ages(1, None, date(2025, 2, 28))[1] < date(2024, 2, 29)
+    assert birth_dates_for_ages(1, None, date(2025, 3, 1))[1] >= date(2024, 2, 29)
+
+
+@given(born_year=st.sampled_from([y for y in range(1904, 2030, 4) if y % 100 or y % 400 == 0]),
+       years=st.integers(1, 100), day=st.dates(date(1904, 1, 1), date(2131, 12, 31)))
+def test_a_leapling_ages_on_1_march_in_common_years_and_on_29_february_in_leap_years(
+        born_year: int, years: int, day: date) -> None:
+    # given someone born on 29 February
+    born = date(born_year, 2, 29)
+    year = born_year + years
+    # then the day they turn `years` is the anniversary if it exists, else 1 March
+    turns = birthday_in(born, year)
+    assert turns == (date(year, 2, 29) if calendar.isleap(year) else date(year, 3, 1))
+    assert age_on(born, turns) == years and age_on(born, turns - timedelta(days=1)) == years - 1
+    # and on any day, the age and the Age filter's birth-date range agree
+    if day >= born:
+        age = age_on(born, day)
+        earliest, latest = birth_dates_for_ages(age, age, day)
+        assert earliest is not None and latest is not None and earliest <= born <= latest
 
 
 def test_an_unknown_field_is_refused_with_the_valid_fields_named() -> None:
