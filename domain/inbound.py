@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from domain.keywords import Keyword, keyword_for
 from domain.retry import FailureKind
 
 
@@ -17,6 +18,13 @@ class InboundText:
     to_number: str
     body: str
     received_at: datetime
+    #: the provider's own reading of the message (Twilio's OptOutType, with Advanced
+    #: Opt-Out): when given, it decides over our word list (domain.keywords.keyword_for)
+    provider_keyword: Keyword | None = None
+
+    @property
+    def keyword(self) -> Keyword | None:
+        return keyword_for(self.body, self.provider_keyword)
 
 
 @dataclass(frozen=True)

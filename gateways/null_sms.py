@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
+from domain.sms import segment
 from gateways.sms import OutboundText, SendResult, SmsGateway
 
 
@@ -22,7 +23,7 @@ class NullSmsGateway(SmsGateway):
         with self._lock:
             self._count += 1
             number = self._count
-        return SendResult.ok(f"SM{number:032x}", "queued")
+        return SendResult.ok(f"SM{number:032x}", "queued", segment(message.body).segments)
 
     def find_sent(self, to: str, body: str, since: datetime) -> SendResult | None:
         # Remembers nothing, by design: a benchmark must not grow memory per message.

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from domain.sms import segment
 from gateways import twilio_errors
 from gateways.sms import OutboundText, SendResult, SmsGateway
 
@@ -76,13 +77,14 @@ class SimulatorSmsGateway(SmsGateway):
                 f"sid:{self._seed}:{message.reference}:{repeat}".encode()).hexdigest()[:32]
             self._sent.append(
                 SimulatedMessage(message.to, message.body, message.reference, sid, self._now()))
-        return SendResult.ok(sid, "queued")
+        # No provider to count them: our own count, the one campaign creation checked.
+        return SendResult.ok(sid, "queued", segment(message.body).segments)
 
     def find_sent(self, to: str, body: str, since: datetime) -> SendResult | None:
         with self._lock:
             for record in reversed(self._sent):
                 if record.to == to and record.body == body and record.at >= since:
-                    return SendResult.ok(record.sid, "queued")
+                    return SendResult.ok(record.sid, "queued", segment(body).segments)
         return None
 
     def _refusal(self, message: OutboundText) -> int | None:

@@ -30,10 +30,14 @@ class SendResult:
     #: request was sent, a connection lost after the body was written, a 2xx we cannot
     #: read). Not a failure: before any further attempt the provider must be asked.
     unknown: bool = False
+    #: segments the provider will bill for an accepted message (Twilio's num_segments);
+    #: None when it did not say
+    segments: int | None = None
 
     @classmethod
-    def ok(cls, provider_ref: str, status: str = "queued") -> SendResult:
-        return cls(True, provider_ref=provider_ref, status=status)
+    def ok(cls, provider_ref: str, status: str = "queued",
+           segments: int | None = None) -> SendResult:
+        return cls(True, provider_ref=provider_ref, status=status, segments=segments)
 
     @classmethod
     def failed(cls, code: str, message: str, kind: FailureKind) -> SendResult:

@@ -116,8 +116,10 @@ class TwilioSmsGateway(SmsGateway):
             return self._unknown(message.reference, "unreadable", twilio_errors.UNREADABLE)
         if not created.sid:  # a 2xx that names no message: taken or not, we cannot tell
             return self._unknown(message.reference, "unreadable", twilio_errors.UNREADABLE)
-        log.info("sms accepted ref=%s sid=%s", message.reference, created.sid)
-        return SendResult.ok(created.sid, str(created.status or "queued"))
+        segments = num_segments(created.num_segments)
+        log.info("sms accepted ref=%s sid=%s segments=%s", message.reference, created.sid,
+                 segments)
+        return SendResult.ok(created.sid, str(created.status or "queued"), segments)
 
     def find_sent(self, to: str, body: str, since: datetime) -> SendResult | None:
         """The newest message to `to` with exactly this body, created at or after `since`,
@@ -144,7 +146,8 @@ class TwilioSmsGateway(SmsGateway):
                 continue
             if sent.date_created is not None and sent.date_created < floor:
                 continue
-            return SendResult.ok(sent.sid or "", str(sent.status or ""))
+            return SendResult.ok(sent.sid or "", str(sent.status or ""),
+                                 num_segments(sent.num_segments))
         return None
 
     @staticmethod
@@ -163,6 +166,16 @@ class TwilioSmsGateway(SmsGateway):
     def _unknown(reference: str, code: str, verdict: twilio_errors.Classification) -> SendResult:
         log.warning("sms send outcome unknown ref=%s code=%s", reference, code)
         return SendResult.outcome_unknown(code, verdict.reason)
+
+
+def num_segments(value: object) -> int | None:
+    """Twilio's num_segments (a string in the Message resource: "2"), or None when absent
+    or unreadable: a count we cannot read must not fail a send Twilio accepted."""
+    try:
+        count = int(str(value))
+    except ValueError:
+        return None
+    return count if count >= 0 else None
 
 
 def never_left(exc: BaseException) -> bool:

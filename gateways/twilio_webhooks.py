@@ -12,7 +12,7 @@ import phonenumbers
 from twilio.request_validator import RequestValidator
 
 from domain.inbound import DeliveryReceipt, InboundText
-from domain.keywords import Keyword, classify
+from domain.keywords import Keyword
 from gateways import twilio_errors
 
 FormPairs = Sequence[tuple[str, str]]
@@ -71,12 +71,24 @@ def parse_inbound(form: Form, now: datetime) -> InboundText:
         to_number=_e164_or_same(fields["To"]),
         body=fields["Body"],
         received_at=now,
+        provider_keyword=_opt_out_type(fields.get("OptOutType", "")),
     )
 
 
+def _opt_out_type(value: str) -> Keyword | None:
+    """Twilio's OptOutType (Advanced Opt-Out): STOP, START or HELP when Twilio classified
+    the message, by its own keyword lists in every configured language. Absent, or a value
+    Twilio may add one day that we do not know: our own classification of the body."""
+    try:
+        return Keyword(value.strip().upper()) if value.strip() else None
+    except ValueError:
+        return None
+
+
 def keyword_of(message: InboundText) -> Keyword | None:
-    """STOP / START / HELP, by the domain's rules (whole-message keywords only)."""
-    return classify(message.body)
+    """STOP / START / HELP: Twilio's verdict when it sent one, else the domain's rules
+    (whole-message keywords only)."""
+    return message.keyword
 
 
 def parse_status(form: Form, query_ref: str | None, now: datetime) -> DeliveryReceipt:
@@ -124,7 +136,7 @@ def _fields(form: Form, required: Sequence[str], non_empty: Sequence[str]) -> di
 
 _SINGLE_VALUED = frozenset({
     "MessageSid", "SmsSid", "SmsMessageSid", "From", "To", "Body", "MessageStatus",
-    "SmsStatus", "ErrorCode", "AccountSid",
+    "SmsStatus", "ErrorCode", "AccountSid", "OptOutType",
 })
 
 

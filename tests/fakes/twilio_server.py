@@ -38,6 +38,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from twilio.request_validator import RequestValidator
 
+from tests.fakes.twilio_segments import num_segments
+
 API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "f" * 32
 DEFAULT_AUTH_TOKEN = "fake-twilio-auth-token"
@@ -81,7 +83,8 @@ class FakeMessage:
             "date_updated": format_datetime(self.date_sent or self.date_created),
             "direction": "outbound-api", "error_code": self.error_code, "error_message": None,
             "from": self.from_, "messaging_service_sid": self.messaging_service_sid,
-            "num_media": "0", "num_segments": "1", "price": None, "price_unit": "USD",
+            "num_media": "0", "num_segments": str(num_segments(self.body)), "price": None,
+            "price_unit": "USD",
             "sid": self.sid, "status": self.status, "to": self.to, "uri": uri,
             "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
         }

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.keywords import SYNONYMS, Keyword, classify
+from domain.keywords import SYNONYMS, Keyword, classify, keyword_for
 
 
 @pytest.mark.parametrize(
@@ -75,3 +75,34 @@ def test_the_carrier_keywords_are_all_known() -> None:
         assert SYNONYMS[word] == Keyword.START
     for word in ("HELP", "INFO"):
         assert SYNONYMS[word] == Keyword.HELP
+
+
+# -- what Twilio honours (issue 9) ------------------------------------------------------------
+
+@pytest.mark.parametrize("word", ["OPTIN", "OPT-IN", "opt in", "SUBSCRIBE", "Resume"])
+def test_an_opt_in_word_twilio_ignores_is_an_ordinary_reply(word: str) -> None:
+    # Twilio keeps blocking the number after these: treating them as START would make us
+    # believe a number reachable that Twilio still refuses (21610 on every send)
+    assert classify(word) is None
+
+
+def test_the_opt_in_words_are_exactly_twilios() -> None:
+    assert {w for w, k in SYNONYMS.items() if k is Keyword.START} == {"START", "YES", "UNSTOP"}
+
+
+def test_twilios_newer_opt_out_words_are_known() -> None:
+    for word in ("REVOKE", "OPTOUT"):
+        assert SYNONYMS[word] == Keyword.STOP
+
+
+@pytest.mark.parametrize(
+    ("body", "verdict", "keyword"),
+    [("ARRET", Keyword.STOP, Keyword.STOP), ("PARAR", Keyword.STOP, Keyword.STOP),
+     ("SI", Keyword.START, Keyword.START), ("AIDE", Keyword.HELP, Keyword.HELP),
+     ("STOP", Keyword.START, Keyword.START),  # the provider's reading wins over ours
+     ("ARRET", None, None), ("STOP", None, Keyword.STOP), ("Running late", None, None)],
+)
+def test_the_providers_verdict_decides_when_given_else_our_words(
+    body: str, verdict: Keyword | None, keyword: Keyword | None
+) -> None:
+    assert keyword_for(body, verdict) is keyword

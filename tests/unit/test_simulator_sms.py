@@ -10,6 +10,7 @@ import pytest
 
 from application.clock import SimulatedClock
 from domain.retry import FailureKind
+from gateways.null_sms import NullSmsGateway
 from gateways.simulator_sms import SimulatorSmsGateway
 from gateways.sms import OutboundText
 
@@ -144,3 +145,15 @@ def test_the_null_gateway_accepts_everything_and_counts() -> None:
     results = [sms.send(text(ref=f"c{i}:1")) for i in range(3)]
     assert all(r.accepted for r in results) and sms.sent_count == 3
     assert len({r.provider_ref for r in results}) == 3
+
+
+@pytest.mark.parametrize(("body", "segments"), [
+    ("Your flu shot is due.", 1), ("a" * 161, 2), ("a" * 152 + "€" + "a" * 154, 3)])
+def test_without_a_provider_the_simulator_and_null_gateways_give_our_own_segment_count(
+    body: str, segments: int
+) -> None:
+    sms, _ = gateway()
+    assert sms.send(text(body=body)).segments == segments
+    found = sms.find_sent("+15005550006", body, START)
+    assert found is not None and found.segments == segments
+    assert NullSmsGateway().send(text(body=body)).segments == segments

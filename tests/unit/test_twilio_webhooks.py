@@ -166,3 +166,31 @@ def test_a_failed_status_callback_says_whether_another_attempt_could_help() -> N
     assert (unreachable.kind, unreachable.reason) == (FailureKind.TRANSIENT,
                                                      "handset unreachable")
     assert landline.kind == FailureKind.PERMANENT
+
+
+# -- Advanced Opt-Out: Twilio's OptOutType ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "opt_out_type", "keyword"),
+    [("ARRET", "STOP", Keyword.STOP), ("PARAR", "stop", Keyword.STOP),
+     ("SI", "START", Keyword.START), ("AIDE", "HELP", Keyword.HELP),
+     ("ARRET", "", None), ("STOP", "", Keyword.STOP),
+     # a value Twilio might add one day: not guessed at, our own reading decides
+     ("STOP", "UNSUBSCRIBE_ALL", Keyword.STOP), ("ARRET", "SOMETHING", None)],
+)
+def test_twilios_opt_out_type_decides_the_keyword_when_present(
+    body: str, opt_out_type: str, keyword: Keyword | None
+) -> None:
+    message = parse_inbound([*inbound(body=body), ("OptOutType", opt_out_type)], NOW)
+    assert message.body == body
+    assert keyword_of(message) is keyword
+
+
+def test_without_opt_out_type_our_own_words_decide() -> None:
+    assert keyword_of(parse_inbound(inbound(body="ARRET"), NOW)) is None
+    assert keyword_of(parse_inbound(inbound(body="quit"), NOW)) is Keyword.STOP
+
+
+def test_an_opt_out_type_repeated_with_different_values_is_refused() -> None:
+    form = [*inbound(body="ARRET"), ("OptOutType", "STOP"), ("OptOutType", "START")]
+    with pytest.raises(WebhookError, match="OptOutType repeated"):
+        parse_inbound(form, NOW)
