@@ -22,10 +22,10 @@ from domain.channels import Channel
 from domain.clock import Clock
 from domain.communication import CommStatus, Communication
 from domain.inbound import DeliveryReceipt, InboundText
-from domain.keywords import Keyword, classify
+from domain.keywords import Keyword
 from domain.preferences import ContactKeys, PhoneOptOut, legacy_phone_opt_out_id
 from domain.replies import InboundMessage, inbound_message_id
-from domain.retry import POLICIES, FailureKind
+from domain.retry import POLICIES
 from projections.db import Database
 
 log = structlog.get_logger("inbound")
@@ -52,7 +52,7 @@ class InboundService(InboundHandler):
             return None
         except AggregateNotFoundError:
             pass
-        keyword = classify(message.body)
+        keyword = message.keyword  # Twilio's OptOutType when it sent one, else our words
         record = InboundMessage(
             message_ref=message.message_ref, from_number=message.from_number,
             to_number=message.to_number, body=message.body,
@@ -140,12 +140,17 @@ class InboundService(InboundHandler):
         elif status in FAILED and comm.status in (CommStatus.SENT, CommStatus.SENDING):
             campaign: Campaign = self.store.repository.get(comm.campaign_id)
             policy = POLICIES[Channel(comm.channel)]
-            kind = receipt.kind if campaign.is_active else FailureKind.PERMANENT
-            next_at = policy.next_attempt_at(attempt, at, kind, str(comm.id))
+            kind = receipt.kind
+            next_at = None  # the campaign ended: no later attempt, whatever the failure
+            if campaign.is_active:
+                next_at = policy.next_attempt_at(attempt, at, kind, str(comm.id))
             if next_at is not None:
                 next_at = self.settings.calendar.next_open(Channel(comm.channel), next_at)
+            # A transient failure (30003: handset off) after the end is "retry not possible",
+            # not permanent: the number may well be good (domain.communication.fail).
             comm.fail(attempt, at, receipt.reason or "not delivered", receipt.error_code, kind,
-                      next_at, policy.max_attempts)
+                      next_at, policy.max_attempts,
+                      no_retry_because=f"campaign {str(campaign.status).lower()}")
         if comm.pending_events:
             self.store.save(comm)
             log.info("receipt_applied", communication=str(comm.id), status=status)

@@ -44,8 +44,8 @@ from kafka.errors import (
 
 from application.store import EventStore
 from bus.kafka_admin import MAX_MESSAGE_BYTES, ensure_topics_for
-from bus.public_events import RULES, Rule, public_record
-from bus.wire import events_topic
+from bus.public_events import RULES, CommunicationContexts, Rule, public_message
+from bus.wire import cloudevents_headers, cloudevents_source, dump_message, events_topic
 from domain.clock import Clock
 from domain.preferences import ContactKeys
 from projections.db import Database
@@ -122,6 +122,9 @@ class EventRelay:
         self.db = db
         self.name = name
         self.topic = events_topic(topic_prefix)
+        # CloudEvents binary mode: every record carries ce_* headers (bus.wire).
+        self.source = cloudevents_source(topic_prefix)
+        self._contexts = CommunicationContexts(store)
         self.compression_type = compression_type
         self.max_message_bytes = max_message_bytes
         self._timeout_s = timeout_s
@@ -210,8 +213,8 @@ class EventRelay:
                 event_type = _event_type(notification)
                 try:
                     domain_event = self.store.mapper.to_domain_event(notification)
-                    record = public_record(domain_event, notification.id, self.contact_keys,
-                                           self.rules)
+                    message = public_message(domain_event, notification.id, self.contact_keys,
+                                             self.rules, self._contexts)
                 except Exception as exc:  # noqa: BLE001 - a moved class, an unknown field type…
                     # Never skipped: consumers must never miss an event. The error's text may
                     # quote event data, so only its type is kept.
@@ -219,14 +222,17 @@ class EventRelay:
                                              f"this code cannot read or encode it "
                                              f"({type(exc).__name__})", exc)
                     break
-                if record is None:
+                if message is None:
                     # Internal (patient import rows, views…): never on the public topic. The
                     # position moves past it once everything before it is acknowledged.
                     sent.append((notification.id, event_type, 0, None))
                     continue
-                key, value = record
+                key = str(message["aggregate_id"]).encode("utf-8")
+                value = dump_message(message)
                 try:
-                    future = self._producer.send(self.topic, key=key, value=value)
+                    future = self._producer.send(
+                        self.topic, key=key, value=value,
+                        headers=cloudevents_headers(message, self.source))
                 except _REFUSED_FOR_GOOD as exc:
                     failure = _unpublishable(notification.id, event_type,
                                              self._refusal(exc, len(key) + len(value)), exc)

@@ -12,9 +12,14 @@ so one aggregate's events stay in order on one partition:
       "aggregate_id": "7f0c…",                       # str(UUID)
       "aggregate_version": 2,
       "position": 41,                                # notification id in the event store
-      "occurred_at": "2025-03-04T15:00:00+00:00",
+      "occurred_at": "2025-03-04T15:00:01.5+00:00",  # when it was recorded (wall clock)
+      "at": "2025-03-04T15:00:00+00:00",            # when it happened in the domain
       "data": {"at": "2025-03-04T15:00:00+00:00"}    # the event's own fields
     }
+
+`at` is the one domain-time field of every event (its stored `at`, `created_at`,
+`received_at`, … per bus.public_events' rule; `occurred_at` for an event without one). The
+JSON Schema of every public message is bus/schemas/events.schema.json (bus/event_schema.py).
 
 `position` increases along the store's log but can have gaps (PostgreSQL). Consumers
 deduplicate by (aggregate_id, aggregate_version): delivery is at least once.
@@ -102,19 +107,21 @@ def event_data(domain_event: DomainEventProtocol[Any]) -> dict[str, Any]:
     return {k: v for k, v in vars(domain_event).items() if k not in _ENVELOPE_FIELDS}
 
 
-def encode_message(
+def envelope(
     domain_event: DomainEventProtocol[Any],
     position: int,
     data: Mapping[str, Any],
     *,
     aggregate_id: UUID | None = None,
-) -> bytes:
-    """The envelope around `data` (the event's own fields or a view of them, see
-    bus.public_events); `aggregate_id` replaces the stored id when that id must not show."""
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """The message (JSON values): the envelope around `data` (the event's own fields or a
+    view of them, see bus.public_events); `aggregate_id` replaces the stored id when that id
+    must not show; `at` is the domain time (default: the recorded time)."""
     timestamp = vars(domain_event).get("timestamp")
     if not isinstance(timestamp, datetime):
         raise TypeError(f"{type(domain_event).__qualname__} has no timestamp")
-    message = {
+    return {
         "schema_version": WIRE_SCHEMA_VERSION,
         "event_type": event_type_of(domain_event),
         "topic": get_topic(type(domain_event)),
@@ -122,15 +129,57 @@ def encode_message(
         "aggregate_version": int(domain_event.originator_version),
         "position": int(position),
         "occurred_at": timestamp.isoformat(),
+        "at": (at or timestamp).isoformat(),
         "data": {k: to_wire_value(v) for k, v in data.items()},
     }
+
+
+def dump_message(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def encode_event(domain_event: DomainEventProtocol[Any], position: int) -> bytes:
+def encode_message(
+    domain_event: DomainEventProtocol[Any],
+    position: int,
+    data: Mapping[str, Any],
+    *,
+    aggregate_id: UUID | None = None,
+    at: datetime | None = None,
+) -> bytes:
+    """bytes of `envelope(...)`."""
+    return dump_message(envelope(domain_event, position, data, aggregate_id=aggregate_id,
+                                 at=at))
+
+
+def encode_event(domain_event: DomainEventProtocol[Any], position: int,
+                 at: datetime | None = None) -> bytes:
     """The whole stored event: internal use (audits with `outreach events --internal`).
-    The public events topic carries bus.public_events.encode_public_event instead."""
-    return encode_message(domain_event, position, event_data(domain_event))
+    The public events topic carries bus.public_events.encode_public_event instead. `at`:
+    the domain time (bus.public_events.domain_time), else the recorded time."""
+    return encode_message(domain_event, position, event_data(domain_event), at=at)
+
+
+# -- CloudEvents 1.0, Kafka protocol binding, binary mode -------------------------------------
+CLOUDEVENTS_TYPE_PREFIX = "outreach."
+
+
+def cloudevents_headers(message: Mapping[str, Any], source: str) -> list[tuple[str, bytes]]:
+    """The `ce_*` headers of a message on the events topic (the value stays our envelope):
+    ce_id is unique and stable per event (a republished event keeps it: deduplicate on it),
+    ce_type `outreach.<event_type>`, ce_time the domain time `at` (RFC 3339)."""
+    attributes = {
+        "ce_specversion": "1.0",
+        "ce_id": f"{message['aggregate_id']}:{message['aggregate_version']}",
+        "ce_type": CLOUDEVENTS_TYPE_PREFIX + str(message["event_type"]),
+        "ce_source": source,
+        "ce_time": str(message["at"]),
+        "content-type": "application/json",
+    }
+    return [(name, value.encode("utf-8")) for name, value in attributes.items()]
+
+
+def cloudevents_source(topic_prefix: str) -> str:
+    return f"/outreach/{topic_prefix}"
 
 
 def decode_event(raw: bytes) -> dict[str, Any]:

@@ -223,13 +223,36 @@ class Campaign(Aggregate):
         self.status = CampaignStatus.STOPPED
         self.finished_at = at
 
-    def complete(self, *, now: datetime, delivered: int, unsuccessful: int) -> None:
+    def complete(self, *, now: datetime, sent: int, delivered: int, unsuccessful: int) -> None:
+        """`sent`: accepted by the provider, no receipt; `delivered`: with a delivery receipt;
+        `unsuccessful`: ended without reaching the patient (failed or skipped)."""
         if not self.is_active:
             raise CampaignRuleViolation(f"only an active campaign completes, not {self.status}")
-        self._completed(at=now, delivered=delivered, unsuccessful=unsuccessful)
+        self._completed(at=now, accepted=sent + delivered, sent=sent, delivered=delivered,
+                        unsuccessful=unsuccessful)
 
-    @event("Completed")
-    def _completed(self, at: datetime, delivered: int, unsuccessful: int) -> None:
+    class Completed(Aggregate.Event):
+        """Every communication ended. Version 2 counts `sent` (accepted, no receipt) apart
+        from `delivered` (receipt); `accepted` is their sum. Version 1 recorded that sum as
+        `delivered`: it is upcast to `accepted`, with `sent` and `delivered` null (never
+        counted apart), so an old event keeps meaning what it meant (docs/events.md)."""
+
+        class_version = 2
+        at: datetime
+        accepted: int
+        sent: int | None
+        delivered: int | None
+        unsuccessful: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["accepted"] = state.pop("delivered")
+            state["sent"] = None
+            state["delivered"] = None
+
+    @event(Completed)
+    def _completed(self, at: datetime, accepted: int, sent: int | None, delivered: int | None,
+                   unsuccessful: int) -> None:
         self.status = CampaignStatus.COMPLETED
         self.finished_at = at
 

@@ -2,8 +2,10 @@
 get two communications of one campaign, whatever retries, crashes or redeliveries happen.
 
 planned → attempt started (→ outcome unknown) → accepted (→ delivered) | attempt failed → … →
-"Unsuccessful - Communication Retries Exceeded" after the fifth failed attempt;
-or skipped (opted out, no mobile, invalid number), or cancelled (campaign stopped).
+"Unsuccessful - Communication Retries Exceeded" after the fifth failed attempt, or
+"Unsuccessful - retry not possible: campaign completed" when a transient failure's receipt
+arrives after the campaign ended; or skipped (opted out, no mobile, invalid number), or
+cancelled (campaign stopped).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from domain.errors import DomainError
 from domain.retry import MAX_ATTEMPTS, RETRIES_EXCEEDED, FailureKind
 
 COMMUNICATION_NAMESPACE = uuid5(NAMESPACE_URL, "outreach:communication")
+RETRY_NOT_POSSIBLE = "Unsuccessful - retry not possible"
 
 
 class CommStatus(StrEnum):
@@ -152,14 +155,21 @@ class Communication(Aggregate):
         self.last_outcome = reason
         self.last_code = code
 
-    def accept(self, attempt: int, at: datetime, provider_ref: str) -> None:
-        """The provider took the message (Twilio: queued/sent). Final unless a receipt fails."""
+    def accept(
+        self, attempt: int, at: datetime, provider_ref: str, segments: int | None = None
+    ) -> None:
+        """The provider took the message (Twilio: queued/sent). Final unless a receipt fails.
+        `segments`: what the provider says it will bill (Twilio's num_segments), None when
+        it did not say (a delivery receipt settled the attempt)."""
         if attempt != self.attempts or self.status != CommStatus.SENDING:
             raise DomainError(f"no attempt {attempt} awaiting an outcome")
-        self._accepted(attempt=attempt, at=at, provider_ref=provider_ref)
+        self._accepted(attempt=attempt, at=at, provider_ref=provider_ref, segments=segments)
 
     @event("Accepted")
-    def _accepted(self, attempt: int, at: datetime, provider_ref: str) -> None:
+    def _accepted(
+        self, attempt: int, at: datetime, provider_ref: str, segments: int | None = None
+    ) -> None:
+        # `segments` has a default: Accepted events stored before it existed still load.
         self.status = CommStatus.SENT
         self.provider_ref = provider_ref
         self.last_outcome = "accepted"
@@ -185,11 +195,14 @@ class Communication(Aggregate):
         kind: FailureKind,
         next_attempt_at: datetime | None,
         max_attempts: int = MAX_ATTEMPTS,
+        no_retry_because: str = "no later attempt could be planned",
     ) -> None:
         """Record a failed attempt; the fifth, or any permanent one, ends the communication.
 
         Failure may arrive while the attempt is under way (provider refused the call) or later
-        as a delivery receipt on an accepted message (undelivered).
+        as a delivery receipt on an accepted message (undelivered). A transient failure with
+        no `next_attempt_at` (its receipt came after the campaign ended) ends it too, but as
+        what it is: "retry not possible", `no_retry_because`, never a permanent failure.
         """
         if attempt != self.attempts or self.status not in (CommStatus.SENDING, CommStatus.SENT):
             raise DomainError(f"no attempt {attempt} that can fail (status {self.status})")
@@ -200,8 +213,10 @@ class Communication(Aggregate):
         )
         if ends and kind != FailureKind.PERMANENT and attempt >= max_attempts:
             self._retries_exceeded(at=at, attempts=attempt)
-        elif ends:
+        elif ends and kind == FailureKind.PERMANENT:
             self._failed_permanently(at=at, reason=reason, code=code)
+        elif ends:
+            self._retry_not_possible(at=at, reason=no_retry_because, code=code)
 
     @event("AttemptFailed")
     def _attempt_failed(
@@ -223,6 +238,14 @@ class Communication(Aggregate):
     def _failed_permanently(self, at: datetime, reason: str, code: str) -> None:
         self.status = CommStatus.UNSUCCESSFUL
         self.reason = f"Unsuccessful - {reason}"
+        self.due_at = None
+
+    @event("RetryNotPossible")
+    def _retry_not_possible(self, at: datetime, reason: str, code: str) -> None:
+        # `reason` says why no later attempt can be made (e.g. "campaign completed"); the
+        # failure itself (its code, kind transient) is the AttemptFailed just before.
+        self.status = CommStatus.UNSUCCESSFUL
+        self.reason = f"{RETRY_NOT_POSSIBLE}: {reason}"
         self.due_at = None
 
     def skip(self, at: datetime, reason: SkipReason | str) -> None:

@@ -55,6 +55,7 @@ STATUS_AFTER = {
     "Communication.AttemptFailed": "Retry Pending",
     "Communication.RetriesExceeded": "Unsuccessful",
     "Communication.FailedPermanently": "Unsuccessful",
+    "Communication.RetryNotPossible": "Unsuccessful",
     "Communication.Skipped": "Skipped",
     "Communication.Cancelled": "Cancelled",
 }
@@ -168,6 +169,9 @@ class CampaignProjection(Projection):
             sets.update(reason="Unsuccessful - Communication Retries Exceeded", due_at=None)
         elif name == "Communication.FailedPermanently":
             sets.update(reason=f"Unsuccessful - {e.reason}", due_at=None)
+        elif name == "Communication.RetryNotPossible":
+            # A transient failure after the campaign ended: say so, never "permanent".
+            sets.update(reason=f"Unsuccessful - retry not possible: {e.reason}", due_at=None)
         elif name in ("Communication.Skipped", "Communication.Cancelled"):
             sets.update(reason=e.reason, due_at=None)
         tx.execute(

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from bus.public_events import public_record
+from bus.public_events import CommunicationContexts, public_record
 from bus.wire import decode_event, events_topic
 from tests.e2e.stack import (
     StackConfig,
@@ -87,11 +87,13 @@ def stored_events(app: Any) -> dict[tuple[str, int], tuple[int, str]]:
     the public topic carries (bus.public_events: internal ones, such as import rows, never
     go there; a phone opt-out goes under its public id)."""
     events: dict[tuple[str, int], tuple[int, str]] = {}
+    contexts = CommunicationContexts(app.store)
     start = 1
     while True:
         notifications = app.store.recorder.select_notifications(start=start, limit=1000)
         for n in notifications:
-            record = public_record(app.store.mapper.to_domain_event(n), n.id, app.contact_keys)
+            record = public_record(app.store.mapper.to_domain_event(n), n.id, app.contact_keys,
+                                   context=contexts)
             if record is not None:
                 events[(record[0].decode(), int(n.originator_version))] = (int(n.id), n.topic)
         if len(notifications) < 1000:

@@ -19,7 +19,7 @@ from application.bootstrap import Outreach, build
 from application.clock import SimulatedClock
 from application.contact_keys import secret_file
 from application.settings import Settings
-from bus.public_events import encode_public_event
+from bus.public_events import CommunicationContexts, encode_public_event
 from bus.wire import decode_event, encode_event
 from domain.inbound import InboundText
 from domain.keywords import Keyword
@@ -68,7 +68,9 @@ def stored_events(o: Outreach) -> Iterator[tuple[int, Any]]:
 
 
 def public_bytes(o: Outreach) -> list[bytes]:
-    published = (encode_public_event(e, p, o.contact_keys) for p, e in stored_events(o))
+    contexts = CommunicationContexts(o.store)
+    published = (encode_public_event(e, p, o.contact_keys, context=contexts)
+                 for p, e in stored_events(o))
     return [raw for raw in published if raw is not None]
 
 

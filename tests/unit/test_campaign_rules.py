@@ -232,7 +232,8 @@ def test_a_stopped_campaign_is_final_nothing_can_change_it() -> None:
         "stop": lambda: campaign.stop(now=MONDAY_BEFORE),
         "send a test": lambda: campaign.record_test_send(
             now=MONDAY_BEFORE, channel_address_hint="0100", outcome="accepted"),
-        "complete": lambda: campaign.complete(now=MONDAY_BEFORE, delivered=0, unsuccessful=0),
+        "complete": lambda: campaign.complete(
+            now=MONDAY_BEFORE, sent=0, delivered=0, unsuccessful=0),
     }
     for action, attempt in attempts.items():
         with pytest.raises(CampaignRuleViolation) as refused:
@@ -246,7 +247,7 @@ def test_a_stopped_campaign_is_final_nothing_can_change_it() -> None:
 
 def test_a_completed_campaign_cannot_be_stopped() -> None:
     campaign = active()
-    campaign.complete(now=central(2026, 6, 10, 15), delivered=3, unsuccessful=0)
+    campaign.complete(now=central(2026, 6, 10, 15), sent=1, delivered=2, unsuccessful=0)
     assert campaign.status == CampaignStatus.COMPLETED
     with pytest.raises(CampaignRuleViolation, match="completed"):
         campaign.stop(now=central(2026, 6, 10, 16))
@@ -254,7 +255,7 @@ def test_a_completed_campaign_cannot_be_stopped() -> None:
 
 def test_only_an_active_campaign_completes() -> None:
     with pytest.raises(CampaignRuleViolation, match="only an active campaign"):
-        draft().complete(now=MONDAY_BEFORE, delivered=0, unsuccessful=0)
+        draft().complete(now=MONDAY_BEFORE, sent=0, delivered=0, unsuccessful=0)
 
 
 # -- start dates --------------------------------------------------------------------------
