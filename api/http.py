@@ -1,4 +1,6 @@
-"""The HTTP face served by `outreach serve`: Twilio webhooks in, TwiML out, a health check.
+"""The HTTP face served by `outreach serve`: Twilio webhooks in, TwiML out, and the probes
+(`/healthz` liveness, `/readyz` readiness, `/metrics` for Prometheus; workers.health,
+workers.metrics).
 
 Only routing, signature checks and status codes live here; parsing is in
 gateways.twilio_webhooks and every decision is the InboundHandler's. Logs carry message
@@ -15,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -34,6 +36,8 @@ from gateways.twilio_webhooks import (
     signed_url,
     verify_signature,
 )
+from workers.health import Health, database_check
+from workers.metrics import CONTENT_TYPE, Metrics
 
 if TYPE_CHECKING:
     from application.bootstrap import Outreach
@@ -81,11 +85,14 @@ def create_app(
     *,
     now: Callable[[], datetime],
     insecure_dev_no_signatures: bool = False,
+    health: Health | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """Every webhook must be signed with `auth_token` for `public_url` + its path (+ query),
     the URL Twilio calls; both are required. Only `insecure_dev_no_signatures=True` (and no
     token) serves unsigned requests, for development against the simulator. `help_reply`
-    answers HELP when the handler itself returns no reply."""
+    answers HELP when the handler itself returns no reply. `health` holds the readiness
+    checks (none: always ready), `metrics` the process's metrics (none: a private registry)."""
     if insecure_dev_no_signatures:
         if auth_token:
             raise ValueError("an auth token and the no-signature mode exclude each other")
@@ -96,6 +103,9 @@ def create_app(
         raise ValueError("checking Twilio signatures needs the public URL Twilio calls")
     app = FastAPI(title="outreach", docs_url=None, redoc_url=None, openapi_url=None)
     _answer_outages_with_503(app)
+    health = health or Health(now=now)
+    metrics = metrics or Metrics()
+    app.add_middleware(_CountResponses, metrics=metrics)
 
     async def read_verified_form(request: Request) -> list[tuple[str, str]] | JSONResponse:
         """The form's fields in order (repeats kept), or the refusal to send back."""
@@ -159,10 +169,53 @@ def create_app(
         return Response(status_code=204)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, object]:
+        # Answered on the event loop itself: a loop blocked by a handler does not answer,
+        # and the probe times out.
+        return health.liveness()
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        # The checks block (a query with a connect timeout): off the event loop.
+        status, body = await run_in_threadpool(health.readiness)
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return app
+
+
+class _CountResponses:
+    """Counts every response by path and status (workers.metrics, outreach_http_responses).
+    Plain ASGI, not BaseHTTPMiddleware: the webhook bodies are read as streams, which must
+    reach the routes untouched."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        answered = False
+
+        async def counting(message: Any) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = True
+                self.metrics.http_response(path, int(message["status"]))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting)
+        except Exception:
+            if not answered:  # the server answers 500 for it, outside this middleware
+                self.metrics.http_response(path, 500)
+            raise
 
 
 def _answer_outages_with_503(app: FastAPI) -> None:
@@ -187,6 +240,13 @@ def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAP
     The development mode without checks is allowed only with the simulator gateway: with
     any Twilio credential set, real numbers could be opted out by anyone."""
     s = o.settings
+    # Ready when the database answers: webhooks need nothing else. `serve` neither
+    # publishes to the broker nor runs the relay (the workers' /readyz cover those), and
+    # taking it out of a load balancer while Kafka is away would only drop inbound STOPs
+    # and receipts that it can store meanwhile.
+    health = Health(now=o.clock.now)
+    health.add_check(database_check(o.db))
+    metrics = Metrics.for_process()
     insecure = insecure_dev_no_signatures or s.insecure_dev_no_signatures
     if insecure:
         configured = [name for name, value in (
@@ -200,7 +260,7 @@ def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAP
                     "reach this server can opt numbers out and forge delivery receipts. "
                     "Local development with the simulator only.", INSECURE_FLAG)
         return create_app(o.inbound, None, s.public_url, now=o.clock.now,
-                          insecure_dev_no_signatures=True)
+                          insecure_dev_no_signatures=True, health=health, metrics=metrics)
     if not s.twilio_auth_token:
         raise ValueError("webhooks need TWILIO_AUTH_TOKEN and OUTREACH_PUBLIC_URL to verify "
                          "Twilio's signatures (local development with the simulator only: "
@@ -208,4 +268,5 @@ def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAP
     if not s.public_url:
         raise ValueError("checking Twilio's signatures needs OUTREACH_PUBLIC_URL, the https "
                          "base URL Twilio calls")
-    return create_app(o.inbound, s.twilio_auth_token, s.public_url, now=o.clock.now)
+    return create_app(o.inbound, s.twilio_auth_token, s.public_url, now=o.clock.now,
+                      health=health, metrics=metrics)

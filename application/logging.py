@@ -1,6 +1,13 @@
 """structlog set-up. Logs never carry PHI: a processor drops known PHI keys and masks
 anything that looks like a phone number or an email address in the remaining values.
 
+Every line has one shape, whoever wrote it: our structlog loggers and the standard library's
+(uvicorn's `uvicorn.error` and `uvicorn.access`, kafka-python's `kafka.*`, APScheduler,
+Twilio's SDK) all end in one handler on the root logger whose formatter is structlog's
+ProcessorFormatter, so a foreign line gets the same timestamp, level, logger name, PHI
+redaction and renderer (JSON or console) as ours. `OUTREACH_LOG_FORMAT`: `json`, `console`,
+or `auto` (json when stderr is not a terminal).
+
 Tracebacks never show local variables: one frame's locals hold the Settings (Twilio auth
 token, cipher key) and patients' rows, and structlog's default console formatter (rich)
 prints them all. Exceptions are rendered before redaction, so their messages are masked too.
@@ -81,7 +88,20 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+HANDLER_NAME = "outreach"
+
+
+def resolve_format(fmt: str) -> str:
+    """`auto` → json when stderr is not a terminal (a service, a pipe), else console."""
+    if fmt == "auto":
+        isatty = getattr(sys.stderr, "isatty", None)
+        return "console" if isatty is not None and isatty() else "json"
+    return fmt
+
+
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
+    fmt = resolve_format(fmt)
+    numeric = getattr(logging, level.upper(), logging.INFO)
     renderer: Any
     if fmt == "json":
         exceptions, renderer = _JSON_EXCEPTION, structlog.processors.JSONRenderer()
@@ -91,22 +111,53 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         exceptions = _PLAIN_EXCEPTION
         renderer = structlog.dev.ConsoleRenderer(
             colors=False, exception_formatter=structlog.dev.plain_traceback)
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(message)s")
-    # Third-party chatter (kafka, twilio's HTTP debug lines) can carry numbers: keep it quiet.
-    for noisy in ("kafka", "twilio", "urllib3", "apscheduler", "httpx", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    structlog.configure(
+    # Both kinds of record get these first: ours in structlog's chain, foreign ones
+    # (logging.getLogger(...).warning(...)) in the formatter's pre-chain.
+    stamp: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=stamp,
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            exceptions,
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            exceptions,  # before redaction, so an exception's message is masked too
             redact_phi,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+    )
+    handler = logging.StreamHandler(_CurrentStderr())  # type: ignore[arg-type]
+    handler.set_name(HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    # Configured again (another command in the same process, a test): replace our handler,
+    # leave anyone else's (a test harness's capture) alone.
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    # Third-party chatter (kafka, twilio's HTTP debug lines) can carry numbers: keep it quiet.
+    # Redaction covers what still gets through. uvicorn.error (start-up, bind failures)
+    # follows the root level.
+    for noisy in ("kafka", "twilio", "urllib3", "apscheduler", "httpx", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # uvicorn started with its own log config (anything embedding it before us) gives its
+    # loggers their own handlers and stops them propagating: those lines would skip our
+    # shape and our redaction. Ours is the only way out.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        foreign = logging.getLogger(name)
+        for old in list(foreign.handlers):
+            foreign.removeHandler(old)
+        foreign.propagate = True
+        foreign.disabled = False  # a dictConfig's disable_existing_loggers
+    # uvicorn.error follows the root level (an embedded uvicorn may have set its own).
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    structlog.configure(
+        processors=[*stamp, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )

@@ -95,7 +95,9 @@ class Settings(BaseSettings):
     simulator_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     simulator_seed: int = 7
 
-    log_format: str = "console"  # or "json" (production)
+    # "json" (production), "console" (people), or "auto": json when stderr is not a
+    # terminal (a service, a pipe), console when it is. application/logging.py
+    log_format: Literal["console", "json", "auto"] = "console"
     log_level: str = "INFO"
 
     # `outreach serve` without webhook signature checks: local development with the
@@ -144,6 +146,11 @@ class Settings(BaseSettings):
     # store call 10 times on top of it; pooled connections are checked before use, so a
     # restarted server's dead connections are replaced instead of failing a step.
     db_connect_timeout_seconds: int = Field(default=3, ge=1)
+
+    # Operators (workers/startup.py): how long a worker process waits for the broker when it
+    # starts before it gives up with one line and exit code 3. Once running, outages are
+    # ridden out with back-off instead (workers/resilience.py).
+    startup_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # -- derived -------------------------------------------------------------------------
     @property

@@ -164,7 +164,7 @@ def ensure_topics(
     return created
 
 
-def ensure_topics_for(settings: Settings) -> list[str]:
+def ensure_topics_for(settings: Settings, timeout_ms: int = 30_000) -> list[str]:
     """`ensure_topics` with the settings' prefix, partitions, replication and policy."""
     if not settings.kafka_bootstrap_servers:
         raise ValueError("OUTREACH_KAFKA_BOOTSTRAP_SERVERS is not set")
@@ -173,6 +173,7 @@ def ensure_topics_for(settings: Settings) -> list[str]:
         settings.kafka_topic_prefix,
         settings.kafka_intent_partitions,
         replication_factor=settings.kafka_replication_factor,
+        timeout_ms=timeout_ms,
         policy=TopicPolicy.from_settings(settings),
     )
 

@@ -250,6 +250,34 @@ class KafkaIntentConsumer(IntentConsumer):
         """Partitions of the intents topic this member owns now (empty while joining)."""
         return frozenset(tp.partition for tp in self._consumer.assignment() or ())
 
+    def lag(self, timeout_s: float = 2.0) -> dict[int, int]:
+        """partition → records not yet done, for the partitions this member owns: the end
+        of the partition minus the group's committed offset (the group's truth, as
+        kafka-consumer-groups.sh shows it; this member's position before the group's
+        first commit). The end is the high watermark of the last fetch response (kept by
+        the client as it polls; what kafka-python's own records-lag uses), or asked of the
+        broker (ListOffsets) before the first fetch. One OffsetFetch per partition, bounded
+        by `timeout_s`: call it every few seconds, not per record. Raises kafka's errors
+        (e.g. KafkaTimeoutError) when the broker does not answer."""
+        owned = list(self._consumer.assignment() or ())
+        if not owned:
+            return {}
+        timeout_ms = int(timeout_s * 1000)
+        ends: dict[TopicPartition, int | None] = {
+            tp: self._consumer.highwater(tp) for tp in owned}
+        unknown = [tp for tp, end in ends.items() if end is None]
+        if unknown:
+            ends.update(self._consumer.end_offsets(unknown, timeout_ms=timeout_ms))
+        lag: dict[int, int] = {}
+        for tp in owned:
+            done = self._consumer.committed(tp, timeout_ms=timeout_ms)
+            if done is None:
+                done = self._consumer.position(tp, timeout_ms=timeout_ms)
+            end = ends.get(tp)
+            if end is not None and done is not None:
+                lag[tp.partition] = max(0, int(end) - int(done))
+        return lag
+
     def _forget(self, partitions: Iterable[TopicPartition], reason: str) -> None:
         with self._lock:
             dropped = [tp for tp in partitions if self._pending.pop(tp, None) is not None]

@@ -34,7 +34,7 @@ from domain.calendar import SendingCalendar
 from domain.campaign import Campaign
 from domain.channels import Channel
 from domain.clock import Clock
-from domain.communication import Communication, SkipReason
+from domain.communication import CommStatus, Communication, SkipReason
 from domain.pacing import spacing
 from domain.preferences import (
     ContactKeys,
@@ -45,6 +45,7 @@ from domain.preferences import (
 from domain.retry import POLICIES, FailureKind
 from domain.sms import DEFAULT_FOOTER, compose
 from gateways.sms import OutboundText, SendResult, SmsGateway
+from workers.metrics import FAILED, SENT, UNKNOWN, Metrics
 from workers.ratelimit import RateLimiter
 
 log = structlog.get_logger("dispatcher")
@@ -98,8 +99,11 @@ class Dispatcher:
         clock: Clock,
         contact_keys: ContactKeys,
         stale_attempt: timedelta = timedelta(seconds=60),
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        #: the process's metrics (workers.metrics); a private registry when none is given
+        self.metrics = metrics or Metrics()
         self.contact_keys = contact_keys  # a number's opt-out id is keyed with its secret
         self.directory = directory
         self.gateway = gateway
@@ -114,7 +118,7 @@ class Dispatcher:
         """Process one batch. Raises only for infrastructure failure (then nothing is
         committed on the bus and the batch comes back)."""
         try:
-            return self._handle(intents)
+            stats = self._handle(intents)
         except IntegrityError:
             # Another dispatcher touched one of these communications (a rebalance overlap).
             # Nothing of this batch was saved; redo it one intent at a time on fresh state.
@@ -124,7 +128,9 @@ class Dispatcher:
                     stats.add(self._handle([intent]))
                 except IntegrityError:
                     stats.duplicates += 1
-            return stats
+        # Counted once handled: a batch that failed (an outage) comes back and counts then.
+        self.metrics.intents_consumed.inc(len(intents))
+        return stats
 
     def _handle(self, intents: Sequence[SendIntent]) -> DispatchStats:
         stats = DispatchStats()
@@ -289,6 +295,7 @@ class Dispatcher:
                                    "campaign rate cap reached")
                     changed[job.comm.id] = job.comm
                     stats.deferred += 1
+                    self.metrics.rate_cap_deferrals.inc()
                     waiting += 1
         order = {id(j): n for n, j in enumerate(jobs)}
         return sorted(admitted_jobs, key=lambda j: order[id(j)])
@@ -328,6 +335,7 @@ class Dispatcher:
         result = job.result
         assert result is not None
         comm, attempt = job.comm, job.intent.attempt
+        self._count(job, result, at)
         if result.unknown:
             # Never a failure: a retry now could text the patient twice. The attempt stays
             # open; once it is stale the provider is asked (see `_call`), or its receipt
@@ -339,7 +347,7 @@ class Dispatcher:
                         attempt=attempt, code=result.error_code)
             return
         if result.accepted:
-            comm.accept(attempt, at, result.provider_ref)
+            comm.accept(attempt, at, result.provider_ref, result.segments)
             stats.sent += 1
             log.info("sent", communication=str(comm.id), attempt=attempt)
             return
@@ -351,5 +359,16 @@ class Dispatcher:
         comm.fail(attempt, at, result.error_message or "provider refused", result.error_code,
                   kind, next_at, policy.max_attempts)
         stats.failed += 1
+        if comm.status == CommStatus.RETRY_PENDING:
+            self.metrics.retries_scheduled.inc()
         log.info("attempt_failed", communication=str(comm.id), attempt=attempt,
                  code=result.error_code, kind=str(kind))
+
+    def _count(self, job: _Job, result: SendResult, at: datetime) -> None:
+        """Metrics of one outcome: never a number, an id or a body (workers.metrics)."""
+        outcome = UNKNOWN if result.unknown else SENT if result.accepted else FAILED
+        self.metrics.send(outcome, result.error_code)
+        if not job.reconcile:
+            # Due → answer; a clock a little behind another process's could make it negative.
+            waited = (at - job.intent.due_at).total_seconds()
+            self.metrics.dispatch_latency.observe(max(0.0, waited))

@@ -14,27 +14,31 @@ from application.bootstrap import Outreach
 from application.clock import SimulatedClock
 from bus.intents import InMemoryIntentBus, IntentConsumer, IntentPublisher
 from workers.dispatcher import Dispatcher, DispatchStats
+from workers.metrics import Metrics
 from workers.resilience import Guard, Lifeline
 from workers.scheduler import Scheduler
 
 log = structlog.get_logger("runner")
 
 
-def make_dispatcher(outreach: Outreach) -> Dispatcher:
+def make_dispatcher(outreach: Outreach, metrics: Metrics | None = None) -> Dispatcher:
     return Dispatcher(
         store=outreach.store, directory=outreach.directory, gateway=outreach.gateway,
         limiter=outreach.limiter, calendar=outreach.settings.calendar, clock=outreach.clock,
         contact_keys=outreach.contact_keys,
         stale_attempt=timedelta(seconds=outreach.settings.stale_attempt_seconds),
+        metrics=metrics,
     )
 
 
-def make_scheduler(outreach: Outreach, publisher: IntentPublisher) -> Scheduler:
+def make_scheduler(outreach: Outreach, publisher: IntentPublisher,
+                   metrics: Metrics | None = None) -> Scheduler:
     settings = outreach.settings
     return Scheduler(outreach.db, outreach.store, outreach.directory, publisher, outreach.clock,
                      outreach.contact_keys, limiter=outreach.limiter,
                      reissue_after=timedelta(seconds=settings.reissue_after_seconds),
-                     receipt_grace=timedelta(seconds=settings.receipt_grace_seconds))
+                     receipt_grace=timedelta(seconds=settings.receipt_grace_seconds),
+                     metrics=metrics)
 
 
 def drain(dispatcher: Dispatcher, consumer: IntentConsumer, stats: DispatchStats,
@@ -54,25 +58,35 @@ def drain(dispatcher: Dispatcher, consumer: IntentConsumer, stats: DispatchStats
 
 @dataclass
 class Progress:
+    """Where the campaigns this runner drives stand (not every campaign in the database:
+    finished ones from earlier runs would make a new run look almost done)."""
     to_contact: int
     completed: int
     now: datetime
+    campaigns: int = 0
 
 
 class EmbeddedRunner:
     """Projections, scheduler and dispatcher in one process, sharing the in-memory bus."""
 
     def __init__(self, outreach: Outreach, dispatch: bool = True,
-                 publisher: IntentPublisher | None = None) -> None:
+                 publisher: IntentPublisher | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.outreach = outreach
         self.bus = InMemoryIntentBus()
-        self.scheduler = make_scheduler(outreach, publisher or self.bus)
-        self.dispatcher = make_dispatcher(outreach) if dispatch else None
+        #: the process's metrics (workers.metrics), shared by its scheduler and dispatcher
+        self.metrics = metrics or Metrics()
+        self.scheduler = make_scheduler(outreach, publisher or self.bus, self.metrics)
+        self.dispatcher = make_dispatcher(outreach, self.metrics) if dispatch else None
         self.stats = DispatchStats()
+        # The campaigns this runner drives: every one seen sending (Pending) while it ran,
+        # kept once it completes or is stopped.
+        self.campaign_ids: set[str] = set()
 
     def step(self) -> None:
         o = self.outreach
         o.catch_up()
+        self._note_sending_campaigns()
         self.scheduler.tick()
         if self.dispatcher is not None:
             drain(self.dispatcher, self.bus, self.stats)
@@ -80,13 +94,24 @@ class EmbeddedRunner:
         if self.scheduler.complete_finished():
             o.catch_up()
 
+    def _note_sending_campaigns(self) -> None:
+        # Before the scheduler's tick: a small campaign may be sent and completed within
+        # one step, and must still count as run.
+        self.campaign_ids.update(str(r[0]) for r in self.outreach.db.fetchall(
+            "SELECT campaign_id FROM campaigns WHERE status = 'Pending'"))
+
     def progress(self) -> Progress:
+        now = self.outreach.clock.now()
+        if not self.campaign_ids:
+            return Progress(0, 0, now)
+        ids = sorted(self.campaign_ids)
         row = self.outreach.db.fetchone(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status IN ('Sent', 'Delivered',"
             " 'Unsuccessful', 'Skipped', 'Cancelled') THEN 1 ELSE 0 END), 0)"
-            " FROM communications")
+            f" FROM communications WHERE campaign_id IN ({', '.join('?' * len(ids))})",
+            ids)
         total, done = (int(row[0]), int(row[1])) if row else (0, 0)
-        return Progress(total, done, self.outreach.clock.now())
+        return Progress(total, done, now, len(ids))
 
     def run_simulated(self, until: datetime,
                       on_step: Callable[[Progress], None] | None = None) -> Progress:

@@ -19,6 +19,7 @@ from domain.clock import Clock
 from domain.preferences import ContactKeys, keyed_hash
 from projections.db import Database
 from projections.timefmt import iso, parse_iso
+from workers.metrics import Metrics
 from workers.ratelimit import RateLimiter
 
 log = structlog.get_logger("scheduler")
@@ -50,8 +51,10 @@ class Scheduler:
         reissue_after: timedelta = timedelta(minutes=2),
         receipt_grace: timedelta = timedelta(minutes=10),
         batch: int = 2000,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics or Metrics()  # the process's (workers.metrics)
         self.store = store
         self.directory = directory
         self.publisher = publisher
@@ -116,6 +119,7 @@ class Scheduler:
         if not intents:
             return 0
         self.publisher.publish(intents)
+        self.metrics.intents_published.inc(len(intents))
         self._prune(now)
         with self.db.transaction() as tx:
             tx.executemany(
@@ -196,7 +200,10 @@ class Scheduler:
         """Mark Completed every active campaign whose communications have all ended."""
         rows = self.db.fetchall(
             "SELECT c.campaign_id,"
-            " SUM(CASE WHEN m.status IN ('Sent', 'Delivered') THEN 1 ELSE 0 END),"
+            # Sent (accepted, no receipt) and Delivered (receipt) are counted apart: the
+            # Completed event (version 2) reports them separately.
+            " SUM(CASE WHEN m.status = 'Sent' THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN m.status = 'Delivered' THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN m.status IN ('Unsuccessful', 'Skipped') THEN 1 ELSE 0 END)"
             " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
             " WHERE c.status = 'Pending' GROUP BY c.campaign_id, c.audience_size"
@@ -204,13 +211,14 @@ class Scheduler:
             " THEN 1 ELSE 0 END) = 0 AND COUNT(*) >= c.audience_size"
             " AND MAX(m.updated_at) <= ?", (iso(self.clock.now() - self.receipt_grace),))
         done = 0
-        for campaign_id, delivered, unsuccessful in rows:
+        for campaign_id, sent, delivered, unsuccessful in rows:
             try:
                 campaign: Campaign = self.store.repository.get(UUID(campaign_id))
             except AggregateNotFoundError:
                 continue
             if campaign.is_active:
-                campaign.complete(now=self.clock.now(), delivered=int(delivered or 0),
+                campaign.complete(now=self.clock.now(), sent=int(sent or 0),
+                                  delivered=int(delivered or 0),
                                   unsuccessful=int(unsuccessful or 0))
                 self.store.save(campaign)
                 done += 1

@@ -162,8 +162,9 @@ def test_a_token_and_the_dev_mode_together_are_a_configuration_error() -> None:
                    insecure_dev_no_signatures=True)
 
 
-def test_health_check_answers_ok() -> None:
-    assert app_for(RecordingHandler()).get("/healthz").json() == {"status": "ok"}
+def test_liveness_answers_from_the_event_loop_with_the_version_and_uptime() -> None:
+    body = app_for(RecordingHandler()).get("/healthz").json()
+    assert body["status"] == "alive" and body["version"] and body["uptime_seconds"] == 0
 
 
 # -- status callbacks ----------------------------------------------------------------------

@@ -219,6 +219,7 @@ def test_readyz_says_503_with_the_reason_while_a_dependency_is_down() -> None:
         assert get(f"{base}/readyz") == (
             503, {"status": "not ready", "reasons": ["broker unavailable",
                                                      "database unavailable"]})
-        assert get(f"{base}/healthz") == (200, {"status": "alive"})
+        status, alive = get(f"{base}/healthz")  # liveness does not depend on them
+        assert (status, alive["status"]) == (200, "alive")
     finally:
         server.close()
