@@ -4,6 +4,7 @@ prints one clear line and exits non-zero."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,17 +14,20 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
+from api.console import ScriptConsole
 from application.bootstrap import Outreach, build
 from application.csv_safe import SafeCsvWriter
+from application.settings import Settings
 from domain.errors import DomainError
+from workers.startup import StartupError, database_unavailable_message
 
 # An unexpected failure prints a traceback, but never local variables: they hold the
 # Settings (Twilio auth token, cipher key) and patients' rows. Said here, not left to typer's
 # default; the root app's setting is the one that applies to every subcommand.
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+# add_completion: `outreach --install-completion` / `--show-completion [bash|zsh|fish|…]`.
+app = typer.Typer(no_args_is_help=True, add_completion=True,
                   pretty_exceptions_show_locals=False,
                   help="Patient outreach campaigns: build lists, send politely, report.")
 campaign_app = typer.Typer(no_args_is_help=True, help="Create and manage one campaign.")
@@ -35,8 +39,30 @@ app.add_typer(worker_app, name="worker")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(optout_app, name="opt-out")
 
-console = Console()
-err = Console(stderr=True)
+# Lines are never wrapped, piped or not: a script reads one line per message (api/console.py).
+console = ScriptConsole()
+err = ScriptConsole(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("outreach")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown"
+        sys.stdout.write(f"outreach {number}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version, help="Print the version and exit.")]
+    = False,
+) -> None:
+    """Patient outreach campaigns: build lists, send politely, report."""
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -45,21 +71,56 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def with_log_level(settings: Settings, verbose: bool) -> Settings:
+    """Verbose: at least INFO (a line per text); not: warnings and errors only, for commands
+    that show their own progress and summary. A level configured beyond either still holds."""
+    levels = logging.getLevelNamesMapping()
+    configured = levels.get(settings.log_level.upper(), logging.INFO)
+    wanted = min(configured, logging.INFO) if verbose else max(configured, logging.WARNING)
+    return settings.model_copy(update={"log_level": logging.getLevelName(wanted)})
+
+
 @contextmanager
-def outreach(**kwargs: Any) -> Iterator[Outreach]:
-    """Build the application for one command; domain errors become one line + exit 1."""
+def outreach(verbose: bool | None = None, **kwargs: Any) -> Iterator[Outreach]:
+    """Build the application for one command; domain errors become one line + exit 1.
+    `verbose` (None: the configured log level) as in with_log_level."""
     try:
+        if verbose is not None:
+            kwargs["settings"] = with_log_level(kwargs.get("settings") or Settings(), verbose)
         o = build(configure_logs=True, **kwargs)
     except ValidationError as exc:
         first = exc.errors()[0]
         fail(f"configuration: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", 2)
         raise  # unreachable, for the type checker
+    except ValueError as exc:
+        # What the settings cannot check alone: a Twilio account without a sender, an
+        # unusable contact-key file. Named by the setting, never a secret's value.
+        fail(f"configuration: {exc}", 2)
+        raise
+    except Exception as exc:
+        _fail_if_database_unavailable(exc, kwargs.get("settings"))
+        raise
     try:
         yield o
     except DomainError as exc:
         fail(str(exc))
+    except StartupError as exc:  # a worker's dependency did not answer (workers/startup.py)
+        fail(str(exc), exc.exit_code)
     finally:
         o.close()
+
+
+def _fail_if_database_unavailable(exc: Exception, settings: Settings | None) -> None:
+    """A database that cannot be reached or opened at start-up: one line, exit code 3
+    (workers/startup.py), instead of the driver's traceback."""
+    import sqlite3
+
+    from workers.resilience import DATABASE, classify
+
+    settings = settings or Settings()
+    if classify(exc) == DATABASE or isinstance(exc, sqlite3.OperationalError) or (
+            isinstance(exc, OSError) and not settings.is_postgres):  # a file not creatable
+        fail(database_unavailable_message(settings, exc), 3)
 
 
 def parse_date(text: str | None) -> date | None:
@@ -104,6 +165,8 @@ def campaign_create(
              "mobile).")] = None,
     active: Annotated[bool, typer.Option("--active/--inactive",
                                          help="Save as Active (sends) or Inactive.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The saved campaign as JSON.")]
+    = False,
 ) -> None:
     """Create a text campaign, saved Inactive unless --active."""
     with outreach() as o:
@@ -111,6 +174,12 @@ def campaign_create(
                                  description=description, start=parse_date(start),
                                  audience=read_ids(patients), active=active)
         campaign = o.campaigns.get(cid)
+        if as_json:
+            sys.stdout.write(json.dumps({
+                "campaign_id": str(cid), "status": str(campaign.status),
+                "patients": len(campaign.audience),
+                "start_date": str(campaign.start_date)}) + "\n")
+            return
         console.print(f"campaign {cid} saved {campaign.status}: {len(campaign.audience)} "
                       f"patients, starts {campaign.start_date}")
 
@@ -243,25 +312,38 @@ def run(
         help="Serve /healthz and /readyz (probes) on this port.")] = None,
     health_host: Annotated[str, typer.Option(
         help="Address the probes' server binds (0.0.0.0 in a container).")] = "127.0.0.1",
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log a line per text (INFO). --simulate is quiet without it; "
+        "the real-time run logs at OUTREACH_LOG_LEVEL.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="--simulate: the summary as one JSON object on stdout.")] = False,
 ) -> None:
     """Run the workers. Embedded (default): all in this process. With Kafka configured:
-    projections, scheduler and relay here; dispatchers via `outreach worker dispatch`."""
+    projections, scheduler and relay here; dispatchers via `outreach worker dispatch`.
+    --simulate shows progress on stderr and a summary at the end."""
     from application.clock import SimulatedClock
     from workers.runner import EmbeddedRunner
 
     if simulate:
+        from api.run_output import print_summary, progress_display
+
         if not (start and until):
             fail("--simulate needs --from and --until", 2)
         clock = SimulatedClock(parse_instant(str(start)))
-        with outreach(clock=clock) as o:
+        end = parse_instant(str(until))
+        with outreach(verbose=verbose, clock=clock) as o:
             runner = EmbeddedRunner(o)
-            progress = runner.run_simulated(parse_instant(str(until)))
-            console.print(f"simulated until {clock.now().isoformat()}: {progress.completed} "
-                          f"of {progress.to_contact} communications completed; {runner.stats}")
+            zone = o.settings.calendar.timezone
+            with progress_display(err, zone) as show:
+                progress = runner.run_simulated(end, show)
+            print_summary(console, progress, runner.stats, zone, as_json)
         return
+    if as_json:
+        fail("--json goes with --simulate (the real-time run prints no summary)", 2)
     from workers.processes import run_forever
 
-    with outreach() as o:
+    # A service: its log is its output, at OUTREACH_LOG_LEVEL unless -v asks for more.
+    with outreach(verbose=True if verbose else None) as o:
         run_forever(o, interval_s=interval, health_port=health_port, health_host=health_host)
 
 
@@ -286,7 +368,10 @@ def serve(
         except ValueError as exc:
             fail(str(exc), 2)
             raise  # unreachable, for the type checker
-        uvicorn.run(web, host=host, port=port, log_level="warning")
+        # log_config=None: uvicorn's loggers (uvicorn.error at OUTREACH_LOG_LEVEL, access
+        # lines at WARNING) go through our handler, same shape and redaction as ours
+        # (application/logging.py). A port already in use is its one error line, exit 1.
+        uvicorn.run(web, host=host, port=port, log_config=None)
 
 
 @simulate_app.command("reply")
@@ -316,6 +401,7 @@ def rebuild() -> None:
 def main() -> None:
     # The other command modules import this one (for `app`, `outreach`, …), so they are
     # registered here rather than imported at the top.
+    import api.cli_audit  # noqa: F401 - registers `campaign attempts`
     from api import cli_ops  # noqa: F401 - registers demo, opt-out, worker and event commands
     from api.cli_patients import import_app, list_command, patients_app, views_app
 
@@ -323,4 +409,31 @@ def main() -> None:
     app.command("list")(list_command)
     app.add_typer(views_app, name="views")
     app.add_typer(patients_app, name="patients")
-    app()
+    sys.exit(_run_app())
+
+
+def _run_app() -> int:
+    """Run the command; a usage error (unknown option, missing argument, bad value) is one
+    `error:` line on stderr like every other refusal, not rich's boxed panel, which wraps."""
+    # The click that typer runs on (recent typer vendors its own copy): the module that
+    # defines typer's public BadParameter.
+    clicks: Any = sys.modules[typer.BadParameter.__module__]
+    try:
+        code = app(standalone_mode=False)
+    except clicks.NoArgsIsHelpError as exc:
+        return int(exc.exit_code)  # the help was printed: a group given no command
+    except clicks.UsageError as exc:
+        ctx = exc.ctx
+        hint = (f" (see '{ctx.command_path} {ctx.help_option_names[0]}')"
+                if ctx is not None and ctx.help_option_names else "")
+        err.print(f"error: {exc.format_message()}{hint}", markup=False, highlight=False)
+        return int(exc.exit_code)
+    except clicks.ClickException as exc:
+        err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+        return int(exc.exit_code)
+    except typer.Abort:
+        err.print("error: aborted", markup=False, highlight=False)
+        return 1
+    # Standalone mode off, click returns the exit code of typer.Exit, or the command's own
+    # return value (None for ours).
+    return code if isinstance(code, int) else 0

@@ -8,12 +8,14 @@ from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
+from uuid import UUID
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from api.cli import app, console, fail, optout_app, outreach, parse_date, worker_app
+from application.bootstrap import Outreach
 from application.clock import SimulatedClock, SystemClock
 from application.settings import Settings
 from domain.channels import Channel
@@ -113,29 +115,81 @@ def optout_remove(patient_id: str, types: Annotated[list[str], typer.Option("--t
 @app.command("events")
 def events(
     after: Annotated[int, typer.Option(help="Start after this position.")] = 0,
-    limit: Annotated[int, typer.Option(help="Read at most this many stored events.")] = 1000,
+    limit: Annotated[int | None, typer.Option(
+        help="Print at most this many events (default: all; a note on stderr says where "
+             "the next page starts).")] = None,
     internal: Annotated[bool, typer.Option(
         "--internal", help="Every stored event with all its fields, PHI included (audits), "
         "instead of what the Kafka events topic carries.")] = False,
+    types: Annotated[list[str] | None, typer.Option(
+        "--type", help="Event type, or a pattern such as 'Campaign.*' (repeatable).")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Events whose domain time is at or after this ISO instant.")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="Events whose domain time is before this ISO instant.")] = None,
+    campaign: Annotated[str | None, typer.Option(
+        help="The campaign's events and its communications' (id or prefix).")] = None,
+    patient: Annotated[str | None, typer.Option(
+        help="Events about this patient id, their communications' included.")] = None,
+    aggregate: Annotated[str | None, typer.Option(
+        help="Events of this aggregate id (the public id in the public view).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
     as_json: Annotated[bool, typer.Option(
-        "--json", help="JSON lines (the output is JSON lines either way).")] = False,
+        "--json", help="JSON lines (the default format).")] = False,
 ) -> None:
-    """Replay the event history as JSON lines: by default the public view the Kafka events
-    topic carries (internal events left out, numbers as keyed pseudonyms)."""
-    from bus.public_events import encode_public_event
-    from bus.wire import encode_event
+    """Stream the whole event history, oldest first: by default the public view the Kafka
+    events topic carries (internal events left out, numbers as keyed pseudonyms)."""
+    from api.cli import err, parse_instant
+    from application.event_export import FORMATS, EventExport, EventFilter, topics_for
 
-    del as_json  # accepted for the house rule: every data command has --json
-    if after < 0 or limit < 1:
+    if after < 0 or (limit is not None and limit < 1):
         fail("--after must be 0 or more and --limit at least 1", 2)
+    if fmt not in FORMATS:
+        fail(f"unknown format {fmt!r}: jsonl or csv", 2)
+    if as_json and fmt != "jsonl":
+        fail("give --json or --format csv, not both", 2)
+    try:
+        topics_for(types or (), internal)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    start = parse_instant(since) if since is not None else None
+    end = parse_instant(until) if until is not None else None
+    if start is not None and end is not None and end <= start:
+        fail("--until must be after --since", 2)
     with outreach() as o:
-        for n in o.store.recorder.select_notifications(start=after, limit=limit,
-                                                       inclusive_of_start=False):
-            domain_event = o.store.mapper.to_domain_event(n)
-            raw = (encode_event(domain_event, n.id) if internal
-                   else encode_public_event(domain_event, n.id, o.contact_keys))
-            if raw is not None:
-                sys.stdout.write(raw.decode() + "\n")
+        campaign_id = _campaign_of(o, campaign) if campaign is not None else None
+        export = EventExport(o.store, o.contact_keys, internal=internal, flt=EventFilter(
+            types=tuple(types or ()), since=start, until=end, campaign_id=campaign_id,
+            patient_id=patient, aggregate_id=aggregate))
+        try:
+            summary = export.write(sys.stdout.buffer, fmt, after=after, limit=limit)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_closed()
+            return
+    if summary.stopped_by_limit:
+        err.print(f"note: stopped after {summary.written} events (--limit); the next page: "
+                  f"--after {summary.last_position}", markup=False, highlight=False,
+                  soft_wrap=True)
+
+
+def _campaign_of(o: Outreach, given: str) -> UUID:
+    """A campaign id (or unambiguous prefix) that exists; otherwise one line, exit 1."""
+    try:
+        cid = UUID(given)
+    except ValueError:
+        o.catch_up()  # a prefix is looked up in the campaigns read model
+        cid = o.campaigns.resolve(given)
+    return o.campaigns.get(cid).id
+
+
+def _stdout_closed() -> None:
+    """The reader went away (`outreach events | head`): stop quietly, no traceback, and
+    keep Python's final flush from failing on the closed pipe."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 # -- the demo ----------------------------------------------------------------------------
@@ -169,7 +223,7 @@ def demo(
     start = demo_evening(settings, settings.calendar.today(SystemClock().now()))
     clock = SimulatedClock(start.replace(hour=9))
     with outreach(settings=settings, clock=clock) as o:
-        console.rule("1. Patient data")
+        console.heading("1. Patient data")
         from application.synthetic import write_dataset
 
         files = write_dataset(folder / "data", patients, seed, o.settings.calendar.today(
@@ -180,7 +234,7 @@ def demo(
                           + (f"  (see {s.rejects_file})" if s.rejects_file else ""))
             for rejection in s.rejections[:2]:
                 console.print(f"      line {rejection.line}: {rejection.reason}", markup=False)
-        console.rule("2. A list from a saved view")
+        console.heading("2. A list from a saved view")
         query = ListQuery(filters=(
             parse_condition("Patient Status", "is equal to", "Active"),
             parse_condition("Phone (M)", "is not empty"),
@@ -192,7 +246,7 @@ def demo(
                       f"{audience.removed_inactive} inactive and "
                       f"{audience.removed_appointment_reminders_only} appointment-reminders-only;"
                       f" {audience.lacking_contact} without a mobile; {audience.size} to text")
-        console.rule("3. The campaign")
+        console.heading("3. The campaign")
         clock.advance_to(start)
         cid = o.campaigns.create(
             name="Flu shots 2026", description="Flu vaccine now available; book a visit",
@@ -201,7 +255,7 @@ def demo(
         local_now = clock.now().astimezone(settings.calendar.timezone)
         console.print(f"  activated at {local_now:%A %H:%M %Z}: {audience.size} "
                       "communications planned, 1,000 per hour at most")
-        console.rule("4. Sending (simulated clock)")
+        console.heading("4. Sending (simulated clock)")
         runner = EmbeddedRunner(o)
         stop_number = next(c.mobile for c in o.directory.contacts(
             list(audience.patient_ids[-5:])).values() if c.mobile)
@@ -220,7 +274,7 @@ def demo(
             o.inbound.on_text(InboundText("SMdemoSTOP", stop_number, "", Keyword.STOP.value,
                                           clock.now()))
             runner.run_simulated(end.astimezone(UTC), show)
-        console.rule("5. Report")
+        console.heading("5. Report")
         _print_demo_report(o, cid)
 
 

@@ -18,26 +18,27 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
+from api.console import ScriptConsole
 from application.csv_safe import SafeCsvWriter
 from application.import_projector import ImportProjectionError
 from application.patients import ListResult, PatientService, SavedView
 from application.patients_import import ImportFileError, ImportSummary
 from domain.channels import Channel
 from domain.errors import DomainError
-from domain.lists import Focus, ListError, ListQuery, build_query
+from domain.lists import FIELDS_BY_KEY, Focus, ListError, ListQuery, build_query
 from domain.patients import ImportKind
 from projections.patient_search import PatientSummary, SearchTextError
 
 Factory = Callable[[], Any]
+PATIENT_ID = "patient_id"
 MAX_PRINTED_REJECTIONS = 50
 
 
@@ -75,11 +76,13 @@ GroupOpt = Annotated[list[str] | None, typer.Option(
 UserOpt = Annotated[str | None, typer.Option(
     "--user", help="Who you are (default: $OUTREACH_USER or your login).")]
 ViewOpt = Annotated[str | None, typer.Option("--view", "-v", help="Start from a saved view.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
 
 
 def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - one closure
-    out = Console(soft_wrap=True)  # a line of text is never cut; tables still fit the width
-    err = Console(stderr=True)
+    # A line is never cut, piped or not; piped tables are as wide as their cells need.
+    out = ScriptConsole()
+    err = ScriptConsole(stderr=True)
 
     def fail(message: str, code: int) -> NoReturn:
         err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
@@ -128,7 +131,8 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
     # -- import ------------------------------------------------------------------------------
 
     import_app = typer.Typer(no_args_is_help=True, help=(
-        "Import a practice file (CSV, UTF-8 with or without BOM). Bad rows are reported "
+        "Import a practice file (CSV: UTF-8 or Windows-1252; comma, semicolon or tab "
+        "separated; detected unless given). Bad rows are reported "
         "by line and written to a rejects file; re-importing a file changes nothing."))
 
     def print_summary(summary: ImportSummary) -> None:
@@ -137,6 +141,8 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
             f"(new {summary.new:,}, updated {summary.updated:,}, unchanged "
             f"{summary.unchanged:,}), rejected {summary.rejected:,} "
             f"[{summary.rows_per_second:,.0f} rows/s]", markup=False, highlight=False)
+        if summary.read_as:
+            out.print(f"read as {summary.read_as}", markup=False, highlight=False)
         if summary.ignored_columns:
             out.print(f"ignored columns: {', '.join(summary.ignored_columns)}", markup=False)
         for rejection in summary.rejections[:MAX_PRINTED_REJECTIONS]:
@@ -149,14 +155,38 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
             out.print(f"rejected rows written to {summary.rejects_file}", markup=False,
                       highlight=False)
 
+    def summary_json(summary: ImportSummary) -> dict[str, Any]:
+        return {
+            "kind": summary.kind, "source": summary.source, "rows": summary.rows,
+            "accepted": summary.accepted, "new": summary.new, "updated": summary.updated,
+            "unchanged": summary.unchanged, "rejected": summary.rejected,
+            "rejections": [{"line": r.line, "reason": r.reason} for r in summary.rejections],
+            "rejects_file": str(summary.rejects_file) if summary.rejects_file else None,
+            "ignored_columns": list(summary.ignored_columns), "read_as": summary.read_as,
+            "import_id": str(summary.import_id) if summary.import_id else None,
+            "seconds": round(summary.seconds, 3),
+        }
+
     def import_command(kind: ImportKind) -> Callable[..., None]:
         def command(
             file: Annotated[Path, typer.Argument(help="The CSV file.")],
             rejects: Annotated[Path | None, typer.Option(
                 "--rejects", help="Folder for the rejects file (default: beside FILE).")] = None,
+            encoding: Annotated[str, typer.Option(
+                "--encoding", help="utf-8, cp1252 (Windows-1252, Excel's plain CSV) or auto: "
+                "UTF-8 if the file is UTF-8, else Windows-1252.")] = "auto",
+            delimiter: Annotated[str, typer.Option(
+                "--delimiter", help=", ; tab or auto (from the header line).")] = "auto",
+            as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+            = False,
         ) -> None:
             with service() as patients:
-                print_summary(patients.import_file(kind, file, rejects))
+                summary = patients.import_file(kind, file, rejects, encoding=encoding,
+                                               delimiter=delimiter)
+            if as_json:
+                print(json.dumps(summary_json(summary), ensure_ascii=False))
+            else:
+                print_summary(summary)
 
         command.__doc__ = f"Import a {kind.value} file."
         return command
@@ -188,10 +218,14 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
                               "scope": result.scope, "columns": list(result.columns),
                               "rows": result.rows}, ensure_ascii=False, default=str))
         elif as_csv:
+            # The patient id comes first even when the columns leave it out: a spreadsheet
+            # row must lead back to its patient (every row carries it).
+            keys = result.columns if PATIENT_ID in result.columns else (
+                PATIENT_ID, *result.columns)
             # Formula-safe: names, notes and care gaps are whatever the imported files said.
             writer = SafeCsvWriter(sys.stdout)
-            writer.writerow(result.labels)
-            writer.writerows([[_cell(r.get(c)) for c in result.columns] for r in result.rows])
+            writer.writerow([FIELDS_BY_KEY[c].label for c in keys])
+            writer.writerows([[_cell(r.get(c)) for c in keys] for r in result.rows])
         else:
             print_list(result)
 
@@ -227,19 +261,22 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
         out.print(table)
 
     @views_app.command("list")
-    def views_list(user: UserOpt = None) -> None:
+    def views_list(user: UserOpt = None, as_json: JsonOpt = False) -> None:
         """The views you can open: built-ins, your own, and those shared with you."""
         with service() as patients:
-            print_views(patients.views(user or default_user()))
+            views = patients.views(user or default_user())
+        if as_json:
+            print_json([_view_json(v) for v in views])
+        else:
+            print_views(views)
 
     @views_app.command("show")
-    def views_show(name: str, user: UserOpt = None) -> None:
-        """A view's definition (JSON)."""
+    def views_show(name: str, user: UserOpt = None, as_json: JsonOpt = False) -> None:
+        """A view's definition (JSON either way; --json for the house rule)."""
+        del as_json
         with service() as patients:
             view = patients.find_view(user or default_user(), name)
-        print(json.dumps({"id": view.view_id, "name": view.name, "owner": view.owner,
-                          "built_in": view.built_in, "shared_with": list(view.shared_with),
-                          "definition": view.query.definition()}, indent=2, ensure_ascii=False))
+        print(json.dumps(_view_json(view), indent=2, ensure_ascii=False))
 
     @views_app.command("save")
     def views_save(
@@ -316,11 +353,17 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
     @patients_app.command("search")
     def patients_search(
         text: Annotated[str, typer.Argument(help="A 10-digit phone (partial allowed) or a name.")],
+        as_json: JsonOpt = False,
     ) -> None:
         """Find patients contacted in the last 90 days or with a confirmed appointment in the
         last two years (at most 100, by last, first, middle name)."""
         with service() as patients:
             result = patients.search(text)
+        if as_json:
+            # One shape whatever matched: the hits, and the summary when exactly one did.
+            print_json({"patients": [asdict(h) for h in result.hits], "more": result.more,
+                        "summary": asdict(result.summary) if result.summary else None})
+            return
         if result.summary is not None:
             print_summary_card(result.summary)
             return
@@ -336,10 +379,14 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
         out.print(f"{len(result.hits)} patients{more}", markup=False)
 
     @patients_app.command("show")
-    def patients_show(patient_id: str) -> None:
+    def patients_show(patient_id: str, as_json: JsonOpt = False) -> None:
         """A patient's summary: details, appointments, care gaps, opt-outs, history."""
         with service() as patients:
-            print_summary_card(patients.summary(patient_id))
+            summary = patients.summary(patient_id)
+        if as_json:
+            print_json(asdict(summary))
+        else:
+            print_summary_card(summary)
 
     def print_summary_card(s: PatientSummary) -> None:
         lines = [
@@ -380,6 +427,7 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
             "--ids", help="Only these patients (one id a line), chosen from the list: ids "
                           "not on it are left out.")] = None,
         user: UserOpt = None,
+        as_json: JsonOpt = False,
     ) -> None:
         """Check a whole list, or patients chosen from it, as a campaign audience (size cap,
         removals, contacts)."""
@@ -399,19 +447,35 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
                 remove_inactive=not keep_inactive,
                 remove_appointment_reminders_only=not keep_reminders_only,
                 within=None if chosen is None else query)
-        out.print(f"selected {check.selected:,}; audience {check.size:,} (cap {check.cap:,})",
-                  markup=False)
-        for message in check.messages:
-            out.print(message, markup=False, highlight=False)
         if out_file and check.patient_ids:
             out_file.write_text("".join(f"{pid}\n" for pid in check.patient_ids),
                                 encoding="utf-8")
-            out.print(f"{len(check.patient_ids):,} patient ids written to {out_file}",
-                      markup=False)
+        if as_json:
+            print_json({**asdict(check), "over_cap": check.over_cap,
+                        "out": str(out_file) if out_file and check.patient_ids else None})
+        else:
+            out.print(f"selected {check.selected:,}; audience {check.size:,} "
+                      f"(cap {check.cap:,})", markup=False)
+            for message in check.messages:
+                out.print(message, markup=False, highlight=False)
+            if out_file and check.patient_ids:
+                out.print(f"{len(check.patient_ids):,} patient ids written to {out_file}",
+                          markup=False)
         if check.over_cap:
             raise typer.Exit(1)
 
     return PatientCli(import_app, list_command, views_app, patients_app)
+
+
+def print_json(data: Any) -> None:
+    # Plain stdout, not the console: JSON is never wrapped, styled or highlighted.
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+
+
+def _view_json(view: SavedView) -> dict[str, Any]:
+    return {"id": view.view_id, "name": view.name, "owner": view.owner,
+            "built_in": view.built_in, "shared_with": list(view.shared_with),
+            "definition": view.query.definition()}
 
 
 def _split(columns: list[str]) -> list[str]:

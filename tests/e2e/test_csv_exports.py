@@ -95,13 +95,16 @@ def test_a_patient_list_downloaded_as_csv_shows_imported_formulas_as_text(
     rows = read_csv(listed.stdout)
     # then no cell starts a formula, and each value is there, behind one quote
     assert_formula_safe(rows)
-    assert rows == [["Patient Name", "Payor", "Phone (M)", "Alerts & Recommendations (A&R)"],
-                    [f"'{LINK}, Ann", f"'{PAYOR}", "'+13125550100", f"'{MEASURE}"]]
+    # (the patient id leads every row, though the columns leave it out)
+    assert rows == [["Patient ID", "Patient Name", "Payor", "Phone (M)",
+                     "Alerts & Recommendations (A&R)"],
+                    ["P1", f"'{LINK}, Ann", f"'{PAYOR}", "'+13125550100", f"'{MEASURE}"]]
     # and every field is quoted, so the name's own quotes and comma stay inside its cell
-    assert listed.stdout.splitlines()[1].startswith('"\'=HYPERLINK(""http://x"",""y""), Ann",')
+    assert listed.stdout.splitlines()[1].startswith(
+        '"P1","\'=HYPERLINK(""http://x"",""y""), Ann",')
     appointments = outreach("list", "--focus", "appointment", "--columns", "name,appt_notes",
                             "--csv")
-    assert read_csv(appointments.stdout)[1:] == [[f"'{LINK}, Ann", f"'{NOTES}"]]
+    assert read_csv(appointments.stdout)[1:] == [["P1", f"'{LINK}, Ann", f"'{NOTES}"]]
 
 
 def test_the_rejects_file_gives_the_senders_cells_back_as_text(outreach: Any,
