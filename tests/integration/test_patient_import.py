@@ -25,17 +25,10 @@ from tests.patient_data import (
     Backend,
     count_events,
     csv_rows,
-    database_url,
     open_backend,
     patient_row,
     write_csv,
 )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with open_backend(database_url(request, tmp_path)) as opened:
-        yield opened
 
 
 @pytest.fixture
