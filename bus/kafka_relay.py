@@ -44,8 +44,14 @@ from kafka.errors import (
 
 from application.store import EventStore
 from bus.kafka_admin import MAX_MESSAGE_BYTES, ensure_topics_for
-from bus.public_events import RULES, CommunicationContexts, Rule, public_message
-from bus.wire import cloudevents_headers, cloudevents_source, dump_message, events_topic
+from bus.public_events import (
+    RULES,
+    CommunicationContexts,
+    Rule,
+    kafka_record,
+    public_message,
+)
+from bus.wire import cloudevents_headers, cloudevents_source, events_topic
 from domain.clock import Clock
 from domain.preferences import ContactKeys
 from projections.db import Database
@@ -227,8 +233,7 @@ class EventRelay:
                     # position moves past it once everything before it is acknowledged.
                     sent.append((notification.id, event_type, 0, None))
                     continue
-                key = str(message["aggregate_id"]).encode("utf-8")
-                value = dump_message(message)
+                key, value = kafka_record(message)
                 try:
                     future = self._producer.send(
                         self.topic, key=key, value=value,

@@ -332,6 +332,9 @@ def public_record(
     """(Kafka key, value) for the events topic, or None. The key is the PUBLIC aggregate id:
     a phone opt-out's stored id must not reach the topic, not even as a message key."""
     message = public_message(domain_event, position, keys, rules, context)
-    if message is None:
-        return None
+    return kafka_record(message) if message is not None else None
+
+
+def kafka_record(message: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """(Kafka key, value) of a public message: keyed by its (public) aggregate id."""
     return str(message["aggregate_id"]).encode("utf-8"), dump_message(message)
