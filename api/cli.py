@@ -152,57 +152,6 @@ def read_ids(path: Path | None) -> list[str] | None:
 
 
 # -- campaigns ---------------------------------------------------------------------------
-@campaign_app.command("create")
-def campaign_create(
-    name: Annotated[str, typer.Option(help="Internal name; shown in communication history.")],
-    body: Annotated[str, typer.Option(help="The text (at most 2 segments with the footer).")],
-    help_number: Annotated[str, typer.Option(help="The number given in answer to HELP.")],
-    description: Annotated[str, typer.Option(help="Why patients were contacted.")] = "",
-    start: Annotated[str | None, typer.Option(help="Start date YYYY-MM-DD (default today).")]
-    = None,
-    patients: Annotated[Path | None, typer.Option(
-        help="File of patient ids, one per line (default: every Active patient with a "
-             "mobile).")] = None,
-    active: Annotated[bool, typer.Option("--active/--inactive",
-                                         help="Save as Active (sends) or Inactive.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="The saved campaign as JSON.")]
-    = False,
-) -> None:
-    """Create a text campaign, saved Inactive unless --active."""
-    with outreach() as o:
-        cid = o.campaigns.create(name=name, body=body, help_number=help_number,
-                                 description=description, start=parse_date(start),
-                                 audience=read_ids(patients), active=active)
-        campaign = o.campaigns.get(cid)
-        if as_json:
-            sys.stdout.write(json.dumps({
-                "campaign_id": str(cid), "status": str(campaign.status),
-                "patients": len(campaign.audience),
-                "start_date": str(campaign.start_date)}) + "\n")
-            return
-        console.print(f"campaign {cid} saved {campaign.status}: {len(campaign.audience)} "
-                      f"patients, starts {campaign.start_date}")
-
-
-@campaign_app.command("edit")
-def campaign_edit(
-    campaign_id: str,
-    name: Annotated[str | None, typer.Option()] = None,
-    body: Annotated[str | None, typer.Option()] = None,
-    help_number: Annotated[str | None, typer.Option()] = None,
-    description: Annotated[str | None, typer.Option()] = None,
-    start: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
-    patients: Annotated[Path | None, typer.Option(help="File of patient ids.")] = None,
-) -> None:
-    """Edit a campaign (an active one only until midnight before its start day)."""
-    with outreach() as o:
-        cid = o.campaigns.resolve(campaign_id)
-        o.campaigns.edit(cid, name=name, body=body, help_number=help_number,
-                         description=description, start_date=parse_date(start),
-                         audience=read_ids(patients))
-        console.print(f"campaign {cid} edited")
-
-
 def _simple(action: str) -> Callable[[str], None]:
     def command(campaign_id: str) -> None:
         with outreach() as o:
@@ -220,26 +169,6 @@ def _simple(action: str) -> Callable[[str], None]:
 
 for _action in ("activate", "inactivate", "stop"):
     campaign_app.command(_action)(_simple(_action))
-
-
-@campaign_app.command("test-send")
-def campaign_test_send(
-    to: Annotated[str, typer.Option(help="Mobile number to send the test to (E.164).")],
-    campaign_id: Annotated[str | None, typer.Argument()] = None,
-    name: Annotated[str | None, typer.Option(help="Unsaved campaign: its name.")] = None,
-    body: Annotated[str | None, typer.Option(help="Unsaved campaign: its text.")] = None,
-    help_number: Annotated[str | None, typer.Option()] = None,
-) -> None:
-    """Send a test text. Never changes the status; an unsaved campaign is saved Inactive."""
-    with outreach() as o:
-        if campaign_id is None:
-            if not (name and body and help_number):
-                fail("give a campaign id, or --name, --body and --help-number for a new one", 2)
-            cid = o.campaigns.test_send(None, to, name=name, body=body, help_number=help_number)
-        else:
-            cid = o.campaigns.test_send(o.campaigns.resolve(campaign_id), to)
-        console.print(f"test text accepted; campaign {cid} is "
-                      f"{o.campaigns.get(o.campaigns.resolve(cid)).status}")
 
 
 REPORT_CSV_HEADER = ("#", "Patient ID", "Name", "Contact", "Status", "Attempts",
@@ -402,6 +331,7 @@ def main() -> None:
     # The other command modules import this one (for `app`, `outreach`, …), so they are
     # registered here rather than imported at the top.
     import api.cli_audit  # noqa: F401 - registers `campaign attempts`
+    import api.cli_campaigns  # noqa: F401 - registers campaign create, edit and test-send
     from api import cli_ops  # noqa: F401 - registers demo, opt-out, worker and event commands
     from api.cli_patients import import_app, list_command, patients_app, views_app
 
@@ -409,6 +339,9 @@ def main() -> None:
     app.command("list")(list_command)
     app.add_typer(views_app, name="views")
     app.add_typer(patients_app, name="patients")
+    from api.cli_templates import templates_app
+
+    app.add_typer(templates_app, name="templates")
     sys.exit(_run_app())
 
 

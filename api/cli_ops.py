@@ -209,9 +209,11 @@ def demo(
     seed: Annotated[int, typer.Option()] = 7,
     folder: Annotated[Path, typer.Option(help="Where the demo keeps its data.")]
     = Path("var/demo"),
+    emails: Annotated[int, typer.Option(help="Patients the email campaigns reach.")] = 300,
 ) -> None:
-    """Generate patients, build a list from a saved view, activate a text campaign and run
-    it under the simulated clock across two sending days; then print the report."""
+    """Generate patients, build lists from saved views, run a text campaign and two email
+    campaigns (introductory emails first, a bounce, a complaint, an unsubscribe click) under
+    the simulated clock over several sending days; then print their reports."""
     from domain.keywords import Keyword
     from domain.lists import ListQuery, parse_condition
     from workers.runner import EmbeddedRunner
@@ -228,13 +230,16 @@ def demo(
 
         files = write_dataset(folder / "data", patients, seed, o.settings.calendar.today(
             clock.now()))
+        mailbox = _use_mailbox_simulator(files["patients"])
         for kind, path in files.items():
             s = o.patients.import_file(kind, path, folder / "rejects")
             console.print(f"  {kind:<13} accepted {s.accepted:>6}  rejected {s.rejected:>3}"
                           + (f"  (see {s.rejects_file})" if s.rejects_file else ""))
             for rejection in s.rejections[:2]:
                 console.print(f"      line {rejection.line}: {rejection.reason}", markup=False)
-        console.heading("2. A list from a saved view")
+        console.print("  three patients' emails are SES mailbox-simulator addresses: "
+                      + ", ".join(f"{pid} {kind}@" for kind, pid in mailbox.items()))
+        console.heading("2. Lists from saved views")
         query = ListQuery(filters=(
             parse_condition("Patient Status", "is equal to", "Active"),
             parse_condition("Phone (M)", "is not empty"),
@@ -246,15 +251,29 @@ def demo(
                       f"{audience.removed_inactive} inactive and "
                       f"{audience.removed_appointment_reminders_only} appointment-reminders-only;"
                       f" {audience.lacking_contact} without a mobile; {audience.size} to text")
-        console.heading("3. The campaign")
+        email_view = o.patients.save_view(o.settings.user, "Demo: active with an email",
+                                          ListQuery(filters=(
+                                              parse_condition("Patient Status", "is equal to",
+                                                              "Active"),
+                                              parse_condition("Email", "is not empty"))))
+        checked = o.patients.audience_from(email_view.query, Channel.EMAIL)
+        mailing = [*dict.fromkeys([*mailbox.values(), *checked.patient_ids])][:emails]
+        console.print(f"  view {email_view.name!r}: {checked.size} with an email; the email "
+                      f"campaigns reach the first {len(mailing)}")
+        console.heading("3. The campaigns")
         clock.advance_to(start)
         cid = o.campaigns.create(
             name="Flu shots 2026", description="Flu vaccine now available; book a visit",
             body="Total Healthcare: flu shots are now available. Call (555) 010-0100 to book.",
             help_number="(555) 010-0100", audience=list(audience.patient_ids), active=True)
         local_now = clock.now().astimezone(settings.calendar.timezone)
-        console.print(f"  activated at {local_now:%A %H:%M %Z}: {audience.size} "
+        console.print(f"  text: activated at {local_now:%A %H:%M %Z}: {audience.size} "
                       "communications planned, 1,000 per hour at most")
+        first_email = o.campaigns.create(
+            name="Mammogram reminders", channel=Channel.EMAIL, template="Mammogram reminder",
+            description="Annual screening reminder", audience=mailing, active=True)
+        console.print(f"  email: {len(mailing)} patients, template 'Mammogram reminder': "
+                      "none has had the introductory email yet, so each gets it instead")
         console.heading("4. Sending (simulated clock)")
         runner = EmbeddedRunner(o)
         stop_number = next(c.mobile for c in o.directory.contacts(
@@ -262,7 +281,7 @@ def demo(
         end = datetime.combine(start.date() + timedelta(days=2), time(0), start.tzinfo)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=console, transient=False) as bar:
-            task = bar.add_task("communications", total=audience.size)
+            task = bar.add_task("communications", total=audience.size + len(mailing))
 
             def show(p: object) -> None:
                 bar.update(task, completed=getattr(p, "completed", 0), description=(
@@ -274,8 +293,85 @@ def demo(
             o.inbound.on_text(InboundText("SMdemoSTOP", stop_number, "", Keyword.STOP.value,
                                           clock.now()))
             runner.run_simulated(end.astimezone(UTC), show)
-        console.heading("5. Report")
+        console.heading("5. Email: an unsubscribe click, and a campaign two days later")
+        clicked = _click_unsubscribe(o, set(mailbox.values()))
+        console.print(f"  patient {clicked} clicked the one-click unsubscribe link of their "
+                      "introductory email: opted out of Health Reminders - Email")
+        later = settings.calendar.next_sending_day(start.date() + timedelta(days=3),
+                                                   Channel.EMAIL)
+        second_email = o.campaigns.create(
+            name="Care gaps: book your visit", channel=Channel.EMAIL,
+            subject="A reminder from {{ organisation }}",
+            body="<p>Dear {{ first_name }},</p><p>{{ provider }} would like to see you for "
+                 "a check-up. Please call <b>{{ help_number }}</b> to book.</p>",
+            start=later, audience=mailing, active=True)
+        console.print(f"  'Care gaps: book your visit' starts {later:%A %d %B}, at least two "
+                      "days after the introductory emails")
+        finish = datetime.combine(later + timedelta(days=1), time(0), start.tzinfo)
+        runner.run_simulated(finish.astimezone(UTC))
+        console.heading("6. Reports")
+        for row in o.campaigns.campaigns():
+            console.print(f"  {row.name} ({row.channel}): {row.status}, {row.progress}")
+        console.print("  [bold]Text: Flu shots 2026[/bold]")
         _print_demo_report(o, cid)
+        for title, email_cid in (
+                ("Email: Mammogram reminders (introductory emails first)", first_email),
+                ("Email: Care gaps, two days later", second_email)):
+            console.print(f"  [bold]{title}[/bold]")
+            _print_outcomes(o, email_cid)
+
+
+MAILBOX_SIMULATOR = ("bounce", "complaint", "ooto")
+
+
+def _use_mailbox_simulator(patients_file: Path) -> dict[str, str]:
+    """Give three active patients with an email the SES mailbox simulator's addresses (a
+    hard bounce, a spam complaint, an out-of-office reply): kind → patient id."""
+    import csv
+
+    with patients_file.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    chosen: dict[str, str] = {}
+    kinds = iter(MAILBOX_SIMULATOR)
+    for row in rows:
+        if row.get("Email") and row.get("Status") == "Active" and len(chosen) < 3:
+            kind = next(kinds)
+            row["Email"] = f"{kind}@simulator.amazonses.com"
+            chosen[kind] = row["Patient ID"]
+    with patients_file.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return chosen
+
+
+def _click_unsubscribe(o: Outreach, not_these: set[str]) -> str:
+    """A patient clicks the link in their introductory email (what the unsubscribe page's
+    POST does, without a server)."""
+    from application.email_events import UnsubscribeTokens  # noqa: F401 - same tokens
+    from domain.communication import Communication
+
+    for record in o.email_gateway.sent:  # type: ignore[attr-defined]
+        token = record.message.unsubscribe_url.rsplit("/", 1)[-1]
+        comm: Communication = o.store.repository.get(o.email.tokens.read(token))
+        if comm.patient_id not in not_these:
+            o.email.unsubscribe(token)
+            return comm.patient_id
+    raise RuntimeError("no introductory email was sent")
+
+
+def _print_outcomes(o: Outreach, cid: UUID) -> None:
+    rows = o.campaigns.report(cid)
+    counts = Counter((r.status, r.reason or r.last_outcome) for r in rows)
+    table = Table()
+    table.add_column("status")
+    table.add_column("reason / last outcome")
+    table.add_column("patients", justify="right")
+    for (status, reason), n in counts.most_common():
+        table.add_row(status, reason, str(n))
+    console.print(table)
 
 
 def _print_demo_report(o: object, cid: object) -> None:
@@ -283,16 +379,7 @@ def _print_demo_report(o: object, cid: object) -> None:
 
     assert isinstance(o, Outreach)
     rows = o.campaigns.report(cid)  # type: ignore[arg-type]
-    for row in o.campaigns.campaigns():
-        console.print(f"  {row.name}: {row.status}, {row.progress}")
-    counts = Counter((r.status, r.reason or r.last_outcome) for r in rows)
-    table = Table(title="Outcomes")
-    table.add_column("status")
-    table.add_column("reason / last outcome")
-    table.add_column("patients", justify="right")
-    for (status, reason), n in counts.most_common():
-        table.add_row(status, reason, str(n))
-    console.print(table)
+    _print_outcomes(o, cid)  # type: ignore[arg-type]
     head = Table(title="The report's first rows (outreach campaign report ID)")
     for col in ("#", "patient", "name", "contact", "status", "attempts", "last outcome"):
         head.add_column(col)

@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -25,9 +26,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.webhooks_email import EmailWebhooks, add_email_routes
 from application.inbound import InboundHandler
 from application.inbound_service import ReceiptConflictError
 from domain.keywords import Keyword
+from gateways import sns
 from gateways.twilio_webhooks import (
     WebhookError,
     keyword_of,
@@ -87,12 +90,15 @@ def create_app(
     insecure_dev_no_signatures: bool = False,
     health: Health | None = None,
     metrics: Metrics | None = None,
+    email: EmailWebhooks | None = None,
 ) -> FastAPI:
     """Every webhook must be signed with `auth_token` for `public_url` + its path (+ query),
     the URL Twilio calls; both are required. Only `insecure_dev_no_signatures=True` (and no
     token) serves unsigned requests, for development against the simulator. `help_reply`
     answers HELP when the handler itself returns no reply. `health` holds the readiness
-    checks (none: always ready), `metrics` the process's metrics (none: a private registry)."""
+    checks (none: always ready), `metrics` the process's metrics (none: a private registry),
+    `email` the SES notifications and unsubscribe links (api.webhooks_email; none: not
+    served)."""
     if insecure_dev_no_signatures:
         if auth_token:
             raise ValueError("an auth token and the no-signature mode exclude each other")
@@ -167,6 +173,9 @@ def create_app(
             return JSONResponse({"error": "communication busy, retry"}, status_code=503,
                                 headers={"Retry-After": "1"})
         return Response(status_code=204)
+
+    if email is not None:
+        add_email_routes(app, email)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
@@ -260,7 +269,8 @@ def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAP
                     "reach this server can opt numbers out and forge delivery receipts. "
                     "Local development with the simulator only.", INSECURE_FLAG)
         return create_app(o.inbound, None, s.public_url, now=o.clock.now,
-                          insecure_dev_no_signatures=True, health=health, metrics=metrics)
+                          insecure_dev_no_signatures=True, health=health, metrics=metrics,
+                          email=email_webhooks(o))
     if not s.twilio_auth_token:
         raise ValueError("webhooks need TWILIO_AUTH_TOKEN and OUTREACH_PUBLIC_URL to verify "
                          "Twilio's signatures (local development with the simulator only: "
@@ -269,4 +279,29 @@ def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAP
         raise ValueError("checking Twilio's signatures needs OUTREACH_PUBLIC_URL, the https "
                          "base URL Twilio calls")
     return create_app(o.inbound, s.twilio_auth_token, s.public_url, now=o.clock.now,
-                      health=health, metrics=metrics)
+                      health=health, metrics=metrics, email=email_webhooks(o))
+
+
+def email_webhooks(o: Outreach) -> EmailWebhooks:
+    """SES's notifications are accepted only from the configured SNS topics, whatever the
+    mode: their signatures are always checked (there is no insecure mode for them).
+    OUTREACH_SNS_CERTIFICATE_FILE (tests, air-gapped sites) only changes where the signing
+    certificate's bytes come from: its URL is still checked first (gateways.sns.verify)."""
+    path = o.settings.sns_certificate_file
+    if path is None:
+        return EmailWebhooks(service=o.email, topic_arns=o.settings.ses_topics,
+                             organisation=o.settings.organisation)
+    return EmailWebhooks(service=o.email, topic_arns=o.settings.ses_topics,
+                         organisation=o.settings.organisation,
+                         fetch_certificate=certificate_from_file(path))
+
+
+def certificate_from_file(path: Path) -> Callable[[str], bytes]:
+    """A certificate fetcher answering every (already checked) SNS certificate URL with the
+    PEM in `path`. Read per fetch: gateways.sns caches the key per URL anyway."""
+
+    def fetch(url: str) -> bytes:
+        with path.open("rb") as file:
+            return file.read(sns.MAX_CERT_BYTES + 1)
+
+    return fetch

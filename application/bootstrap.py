@@ -5,18 +5,24 @@ at import time: `build()` opens the connections."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from application.campaigns import CampaignService
 from application.clock import SystemClock
 from application.contact_keys import contact_keys as load_contact_keys
+from application.email_compose import EmailComposition
+from application.email_events import EmailEventService
 from application.inbound_service import InboundService
 from application.logging import configure_logging
 from application.patients import PatientService
 from application.ports import PatientDirectory
 from application.settings import Settings
 from application.store import EventStore, open_event_store, schema_lock
+from application.unsubscribe import UnsubscribeTokens
 from domain.clock import Clock
 from domain.preferences import ContactKeys
+from gateways.email import EmailGateway
+from gateways.simulator_email import SimulatorEmailGateway
 from gateways.simulator_sms import SimulatorSmsGateway
 from gateways.sms import SmsGateway
 from projections import runner as follower
@@ -44,6 +50,24 @@ def build_gateway(settings: Settings, clock: Clock) -> SmsGateway:
                                seed=settings.simulator_seed)
 
 
+def build_email_gateway(settings: Settings, clock: Clock) -> EmailGateway:
+    if settings.uses_ses:
+        from gateways.ses_email import SesEmailGateway
+
+        if not (settings.public_url or "").startswith("https://"):
+            # Every email carries its one-click unsubscribe link (RFC 8058: https).
+            raise ValueError("OUTREACH_EMAIL_PROVIDER=ses needs OUTREACH_PUBLIC_URL, the "
+                             "https base URL of `outreach serve` (unsubscribe links, SNS)")
+
+        return SesEmailGateway(
+            region=settings.aws_region, configuration_set=settings.ses_configuration_set,
+            now=clock.now, endpoint_url=settings.ses_endpoint_url,
+            max_send_rate=settings.ses_max_send_rate,
+            events_grace=timedelta(seconds=settings.email_events_grace_seconds))
+    return SimulatorEmailGateway(now=clock.now, failure_rate=settings.simulator_failure_rate,
+                                 seed=settings.simulator_seed)
+
+
 @dataclass
 class Outreach:
     settings: Settings
@@ -57,6 +81,9 @@ class Outreach:
     inbound: InboundService
     patients: PatientService
     contact_keys: ContactKeys  # keys phone numbers: opt-outs, routing keys, public topic
+    email_gateway: EmailGateway
+    email_composition: EmailComposition
+    email: EmailEventService  # SES events and unsubscribe clicks
     projections: list[Projection] = field(default_factory=list)
     _caught_up_to: int | None = field(default=None, repr=False)
 
@@ -84,6 +111,7 @@ def build(
     *,
     clock: Clock | None = None,
     gateway: SmsGateway | None = None,
+    email_gateway: EmailGateway | None = None,
     directory: PatientDirectory | None = None,
     configure_logs: bool = False,
 ) -> Outreach:
@@ -105,6 +133,9 @@ def build(
     if directory is None:
         directory = patients.directory()
     gateway = gateway or build_gateway(settings, clock)
+    email_gateway = email_gateway or build_email_gateway(settings, clock)
+    tokens = UnsubscribeTokens(keys.secret)
+    composition = EmailComposition(settings, tokens)
     holder: list[Outreach] = []
 
     def catch_up() -> int:
@@ -113,9 +144,12 @@ def build(
     outreach = Outreach(
         settings=settings, clock=clock, store=store, db=db, directory=directory,
         gateway=gateway, limiter=limiter,
-        campaigns=CampaignService(store, db, directory, clock, settings, gateway, catch_up),
+        campaigns=CampaignService(store, db, directory, clock, settings, gateway, catch_up,
+                                  email_gateway, composition),
         inbound=InboundService(store, db, clock, settings, keys), patients=patients,
-        contact_keys=keys, projections=projections,
+        contact_keys=keys, projections=projections, email_gateway=email_gateway,
+        email_composition=composition,
+        email=EmailEventService(store, directory, clock, settings, keys, tokens),
     )
     holder.append(outreach)
     return outreach

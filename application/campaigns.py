@@ -10,6 +10,8 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
+from application.campaign_content import EMAIL_FIELDS, email_content, text_content
+from application.email_compose import EmailComposition
 from application.ports import PatientDirectory
 from application.settings import Settings
 from application.store import EventStore
@@ -17,14 +19,17 @@ from domain.campaign import Campaign
 from domain.channels import Channel
 from domain.clock import Clock
 from domain.communication import Communication, communication_id
+from domain.email import MESSAGE
 from domain.errors import DomainError, NotFound
 from domain.pacing import plan_slots
 from domain.sms import DEFAULT_FOOTER, compose
+from gateways.email import EmailGateway, OutboundEmail
 from gateways.sms import OutboundText, SmsGateway
 from projections.db import Database
 from projections.timefmt import parse_iso
 
-FINAL_STATES = ("Sent", "Delivered", "Unsuccessful", "Skipped", "Cancelled")
+FINAL_STATES = ("Sent", "Delivered", "Unsuccessful", "Skipped", "Cancelled",
+                "Introductory email needed")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class CampaignService:
         settings: Settings,
         gateway: SmsGateway,
         catch_up: Callable[[], Any],
+        email_gateway: EmailGateway | None = None,
+        email_composition: EmailComposition | None = None,
     ) -> None:
         self.store = store
         self.db = db
@@ -73,6 +80,8 @@ class CampaignService:
         self.settings = settings
         self.calendar = settings.calendar
         self.gateway = gateway
+        self.email_gateway = email_gateway
+        self.email_composition = email_composition
         self.catch_up = catch_up
 
     # -- commands ------------------------------------------------------------------------
@@ -80,24 +89,39 @@ class CampaignService:
         self,
         *,
         name: str,
-        body: str,
-        help_number: str,
+        body: str | None = None,
+        help_number: str | None = None,
         start: date | None = None,
         description: str = "",
         channel: Channel = Channel.TEXT,
         audience: Sequence[str] | None = None,
         active: bool = False,
         by: str | None = None,
+        protocol: str = "",
+        **email: str | None,
     ) -> UUID:
+        """A text campaign needs `body` and `help_number`; an email campaign takes the
+        EMAIL_FIELDS (template, logo, subject, body, from_address, from_name, help_number),
+        its template giving what is not set."""
         now = self.clock.now()
-        if channel != Channel.TEXT:
-            raise DomainError(f"the {channel} channel is not available yet: only text")
+        channel = Channel(channel)
+        email = {k: v for k, v in email.items() if v is not None}
+        unknown = set(email) - set(EMAIL_FIELDS)
+        if unknown or (email and channel != Channel.EMAIL):
+            raise DomainError(f"not a {channel} campaign's field: "
+                              f"{', '.join(sorted(unknown or set(email)))}")
+        if channel == Channel.TEXT:
+            content = text_content(self.settings, body or "", help_number or "", protocol)
+        elif channel == Channel.EMAIL:
+            content = email_content(self.settings, {
+                **email, "body": body, "help_number": help_number, "protocol": protocol})
+        else:
+            raise DomainError(f"the {channel} channel is not available yet: text and email")
         patients = list(audience) if audience is not None else \
             self.directory.default_audience(channel)
         campaign = Campaign.draft(
             name=name, description=description, channel=channel,
-            content={"body": body, "help_number": help_number,
-                     "footer": self.settings.text_footer},
+            content=content,
             start=start or self.calendar.today(now), audience=patients, now=now,
             calendar=self.calendar, size_cap=self.settings.campaign_size_cap,
             created_by=by or self.settings.user,
@@ -112,6 +136,10 @@ class CampaignService:
     def edit(self, campaign_id: UUID, **changes: Any) -> None:
         campaign = self.get(campaign_id)
         now = self.clock.now()
+        if campaign.channel == Channel.EMAIL:
+            given = {k: changes.pop(k, None) for k in EMAIL_FIELDS}
+            if any(v is not None for v in given.values()):
+                changes["content"] = email_content(self.settings, given, campaign.content)
         if "body" in changes or "help_number" in changes:
             content = dict(campaign.content)
             for key in ("body", "help_number"):
@@ -153,24 +181,48 @@ class CampaignService:
         self.store.save(campaign, *cancelled)
         return len(cancelled)
 
-    def test_send(self, campaign_id: UUID | None, to_number: str, **draft: Any) -> str:
-        """Send the campaign's text to one number. Never changes the status; an unsaved
-        campaign (campaign_id None, draft fields given) is saved inactive first."""
+    def test_send(self, campaign_id: UUID | None, to: str, **draft: Any) -> str:
+        """Send the campaign's message to one number (text) or address (email). Never
+        changes the status; an unsaved campaign (campaign_id None, draft fields given) is
+        saved inactive first."""
         if campaign_id is None:
             campaign_id = self.create(active=False, **draft)
         campaign = self.get(campaign_id)
-        body = compose(str(campaign.content.get("body", "")),
-                       str(campaign.content.get("footer", DEFAULT_FOOTER)))
-        result = self.gateway.send(OutboundText(to=to_number, body=body,
-                                                reference=f"{campaign.id}:test"))
+        if campaign.channel == Channel.EMAIL:
+            result, hint = self._test_email(campaign, to)
+        else:
+            body = compose(str(campaign.content.get("body", "")),
+                           str(campaign.content.get("footer", DEFAULT_FOOTER)))
+            result = self.gateway.send(OutboundText(to=to, body=body,
+                                                    reference=f"{campaign.id}:test"))
+            hint = to[-4:]
         outcome = "accepted" if result.accepted else f"failed {result.error_code}".strip()
-        campaign.record_test_send(now=self.clock.now(), channel_address_hint=to_number[-4:],
+        campaign.record_test_send(now=self.clock.now(), channel_address_hint=hint,
                                   outcome=outcome)
         self.store.save(campaign)
         if not result.accepted:
-            raise DomainError(f"the test text was refused: {result.error_message} "
+            what = "email" if campaign.channel == Channel.EMAIL else "text"
+            raise DomainError(f"the test {what} was refused: {result.error_message} "
                               f"({result.error_code})")
         return campaign_id.hex
+
+    def _test_email(self, campaign: Campaign, to: str) -> tuple[Any, str]:
+        if self.email_gateway is None or self.email_composition is None:
+            raise DomainError("email is not configured in this process")
+        composition = self.email_composition
+        address = composition.recipient(to)
+        if address is None:
+            raise DomainError(f"{to!r} is not a valid email address")
+        link = composition.tokens.url(composition.public_url, campaign.id)
+        content = dict(campaign.content)
+        rendered = composition.render(content, None, MESSAGE, link)
+        message = OutboundEmail(
+            to=address, from_address=str(content["from_address"]),
+            from_name=str(content.get("from_name") or self.settings.organisation),
+            subject=f"[TEST] {rendered.subject}", html=rendered.html, text=rendered.text,
+            reference=f"{campaign.id}:test", unsubscribe_url=link)
+        # The hint keeps the domain only: the test address is staff's, but still no PHI.
+        return self.email_gateway.send(message), "…@" + address.rsplit("@", 1)[-1]
 
     # -- planning ------------------------------------------------------------------------
     def _plan(self, campaign: Campaign, now: datetime) -> list[Communication]:
@@ -234,7 +286,7 @@ class CampaignService:
         rows = self.db.fetchall(
             "SELECT c.campaign_id, c.name, c.channel, c.status, c.start_date, c.audience_size,"
             " COALESCE(SUM(CASE WHEN m.status IN ('Sent', 'Delivered', 'Unsuccessful',"
-            " 'Skipped', 'Cancelled') THEN 1 ELSE 0 END), 0)"
+            " 'Skipped', 'Cancelled', 'Introductory email needed') THEN 1 ELSE 0 END), 0)"
             " FROM campaigns c LEFT JOIN communications m ON m.campaign_id = c.campaign_id"
             " GROUP BY c.campaign_id, c.name, c.channel, c.status, c.start_date,"
             " c.audience_size, c.created_at ORDER BY c.created_at DESC")

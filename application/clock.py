@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 from domain.clock import Clock
@@ -11,6 +12,11 @@ from domain.clock import Clock
 class SystemClock(Clock):
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def sleep_until(self, when: datetime) -> None:
+        wait = (when - self.now()).total_seconds()
+        if wait > 0:
+            time.sleep(wait)
 
 
 class SimulatedClock(Clock):
@@ -25,6 +31,9 @@ class SimulatedClock(Clock):
     def now(self) -> datetime:
         with self._lock:
             return self._now
+
+    def sleep_until(self, when: datetime) -> None:
+        self.advance_to(when)
 
     def advance_to(self, when: datetime) -> None:
         with self._lock:

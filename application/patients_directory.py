@@ -18,7 +18,7 @@ CONTACT_PRESENT: dict[Channel, str] = {
 }
 
 _CONTACT_COLUMNS = ("p.patient_id, p.first_name, p.last_name, p.status, p.mobile,"
-                    " p.home_phone, p.email, p.appointment_reminders_only")
+                    " p.home_phone, p.email, p.appointment_reminders_only, p.pcp_name")
 
 
 class SqlPatientDirectory(PatientDirectory):
@@ -35,7 +35,7 @@ class SqlPatientDirectory(PatientDirectory):
                     found[str(row[0])] = PatientContact(
                         patient_id=str(row[0]), first_name=str(row[1]), last_name=str(row[2]),
                         status=str(row[3]), mobile=row[4], home_phone=row[5], email=row[6],
-                        appointment_reminders_only=bool(row[7]))
+                        appointment_reminders_only=bool(row[7]), provider=str(row[8] or ""))
         return found
 
     def default_audience(self, channel: Channel) -> list[str]:

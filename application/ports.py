@@ -21,6 +21,7 @@ class PatientContact:
     home_phone: str | None
     email: str | None
     appointment_reminders_only: bool = False
+    provider: str = ""  # the patient's provider (PCP) name, for merge fields
 
     def address_for(self, channel: Channel) -> str | None:
         if channel == Channel.TEXT:

@@ -152,6 +152,32 @@ class Settings(BaseSettings):
     # ridden out with back-off instead (workers/resilience.py).
     startup_timeout_seconds: float = Field(default=30.0, gt=0)
 
+    # Email (issue 10). "simulator" (default: the SES mailbox simulator's behaviour, no
+    # network) or "ses" (Amazon SES v2 through boto3, credentials from the standard AWS chain).
+    email_provider: Literal["simulator", "ses"] = "simulator"
+    aws_region: str = Field(default="us-east-1", validation_alias=AliasChoices(
+        "AWS_REGION", "AWS_DEFAULT_REGION", "OUTREACH_AWS_REGION"))
+    ses_configuration_set: str | None = None  # its event destination: the SNS topic below
+    ses_endpoint_url: str | None = None  # tests point boto3 at a local SES (moto)
+    # SES's per-second quota; unset: read from the account (GetAccount MaxSendRate).
+    ses_max_send_rate: float | None = Field(default=None, gt=0)
+    # SNS topics whose notifications `serve` accepts at /webhooks/ses (comma-separated ARNs).
+    ses_sns_topic_arns: str = ""
+    # An email attempt whose answer was lost waits this long for SES's Send event before it
+    # counts as not sent (SES cannot be asked whether a message went).
+    email_events_grace_seconds: float = Field(default=900.0, gt=0)
+    # Defaults for campaigns that do not name them; the from address is usually a
+    # do-not-reply address the clinic's IT created (and verified at SES).
+    email_from_address: str = "do-not-reply@example.org"
+    email_from_name: str = ""  # empty: the organisation's name
+    # The organisation's logos for email templates with a logo: "name=https://…/logo.png"
+    # pairs, comma-separated. A campaign names one; with a single logo it is chosen for you.
+    email_logos: str = ""
+    # The SNS signing certificate read from this PEM file instead of fetched from SNS: for
+    # tests and air-gapped deployments only. The certificate URL of every message is still
+    # checked against SNS's host pattern first; only where the bytes come from changes.
+    sns_certificate_file: Path | None = None
+
     # -- derived -------------------------------------------------------------------------
     @property
     def is_postgres(self) -> bool:
@@ -168,6 +194,20 @@ class Settings(BaseSettings):
     @property
     def uses_twilio(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def uses_ses(self) -> bool:
+        return self.email_provider == "ses"
+
+    @property
+    def logos(self) -> dict[str, str]:
+        """The organisation's email logos, name → image URL."""
+        pairs = [p.split("=", 1) for p in self.email_logos.split(",") if "=" in p]
+        return {name.strip(): url.strip() for name, url in pairs if name.strip()}
+
+    @property
+    def ses_topics(self) -> list[str]:
+        return [t.strip() for t in self.ses_sns_topic_arns.split(",") if t.strip()]
 
     @cached_property
     def calendar(self) -> SendingCalendar:

@@ -103,6 +103,11 @@ class _UtcClock(Clock):
     def now(self) -> datetime:
         return datetime.now(UTC)
 
+    def sleep_until(self, when: datetime) -> None:
+        import time
+
+        time.sleep(max(0.0, (when - self.now()).total_seconds()))
+
 
 class EventRelay:
     def __init__(

@@ -153,7 +153,7 @@ RULES: Mapping[str, Rule] = {
     "domain.campaign:Campaign.Inactivated": Public(("at",)),
     "domain.campaign:Campaign.Stopped": Public(("at", "by")),
     "domain.campaign:Campaign.Completed": Public(
-        ("at", "accepted", "sent", "delivered", "unsuccessful")),
+        ("at", "accepted", "sent", "delivered", "unsuccessful", "introduced")),
     "domain.campaign:Campaign.TestSent": Public(("at", "outcome"), derived=LAST_DIGITS),
     # Communications: ids, times, counts and our own short reasons (gateways/twilio_errors.py
     # keeps the provider's words, which can quote the number, out of them).
@@ -164,12 +164,14 @@ RULES: Mapping[str, Rule] = {
     "domain.communication:Communication.Deferred": Public(
         ("until", "reason"), time=None, context=_COMM),
     "domain.communication:Communication.AttemptStarted": Public(
-        ("attempt", "at"), context=_COMM),
+        ("attempt", "at", "purpose"), context=_COMM),
     "domain.communication:Communication.OutcomeUnknown": Public(
         ("attempt", "at", "reason", "code"), context=_COMM),
     "domain.communication:Communication.Accepted": Public(
         ("attempt", "at", "provider_ref", "segments"), context=_COMM),
     "domain.communication:Communication.Delivered": Public(("at",), context=_COMM),
+    "domain.communication:Communication.IntroductionSent": Public(
+        ("attempt", "at", "provider_ref"), context=_COMM),
     "domain.communication:Communication.AttemptFailed": Public(
         ("attempt", "at", "reason", "code", "kind", "next_attempt_at"), context=_COMM),
     "domain.communication:Communication.RetriesExceeded": Public(
@@ -194,6 +196,13 @@ RULES: Mapping[str, Rule] = {
         withheld=("reason", "comment")),
     "domain.preferences:PatientPreferences.OptOutsRemoved": Public(
         ("patient_id", "types", "at", "by")),
+    # Email: whether a patient had the introductory email, and whether their address
+    # bounced; the address never (not even its keyed hash: consumers need no match on it).
+    "domain.email:EmailState.Registered": Public(("patient_id",), time=None),
+    "domain.email:EmailState.IntroductionSent": Public(("at", "communication_id")),
+    "domain.email:EmailState.IntroductionUndelivered": Public(("at", "communication_id")),
+    "domain.email:EmailState.AddressBounced": Public(("at", "detail"),
+                                                     withheld=("address_key",)),
     # A patient's text: that it came, and its keyword; not who sent it, not what it said.
     "domain.replies:InboundMessage.Received": Public(
         ("message_ref", "to_number", "keyword", "received_at"),

@@ -39,6 +39,13 @@ def check_content(channel: str, content: dict[str, Any]) -> None:
         check_body(str(content.get("body", "")), str(content.get("footer", DEFAULT_FOOTER)))
         if not str(content.get("help_number", "")).strip():
             raise InvalidContent("a text campaign needs a help number (the answer to HELP)")
+    elif channel == Channel.EMAIL:
+        # The full check (sanitised body, merge fields, template, address format) is the
+        # application's (application/email_content.py); these hold whatever calls us.
+        for key, words in (("subject", "a subject"), ("body", "a body"),
+                           ("from_address", "a from address")):
+            if not str(content.get(key, "")).strip():
+                raise InvalidContent(f"an email campaign needs {words}")
     elif not content:
         raise InvalidContent(f"a {channel} campaign needs content")
 
@@ -223,26 +230,31 @@ class Campaign(Aggregate):
         self.status = CampaignStatus.STOPPED
         self.finished_at = at
 
-    def complete(self, *, now: datetime, sent: int, delivered: int, unsuccessful: int) -> None:
+    def complete(self, *, now: datetime, sent: int, delivered: int, unsuccessful: int,
+                 introduced: int = 0) -> None:
         """`sent`: accepted by the provider, no receipt; `delivered`: with a delivery receipt;
-        `unsuccessful`: ended without reaching the patient (failed or skipped)."""
+        `unsuccessful`: ended without reaching the patient (failed or skipped);
+        `introduced` (email): got the introductory email instead of the campaign's."""
         if not self.is_active:
             raise CampaignRuleViolation(f"only an active campaign completes, not {self.status}")
         self._completed(at=now, accepted=sent + delivered, sent=sent, delivered=delivered,
-                        unsuccessful=unsuccessful)
+                        unsuccessful=unsuccessful, introduced=introduced)
 
     class Completed(Aggregate.Event):
         """Every communication ended. Version 2 counts `sent` (accepted, no receipt) apart
         from `delivered` (receipt); `accepted` is their sum. Version 1 recorded that sum as
         `delivered`: it is upcast to `accepted`, with `sent` and `delivered` null (never
-        counted apart), so an old event keeps meaning what it meant (docs/events.md)."""
+        counted apart), so an old event keeps meaning what it meant (docs/events.md).
+        Version 3 adds `introduced` (email: patients sent the introductory email instead);
+        earlier versions predate email, so theirs is 0."""
 
-        class_version = 2
+        class_version = 3
         at: datetime
         accepted: int
         sent: int | None
         delivered: int | None
         unsuccessful: int
+        introduced: int
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -250,9 +262,13 @@ class Campaign(Aggregate):
             state["sent"] = None
             state["delivered"] = None
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["introduced"] = 0
+
     @event(Completed)
     def _completed(self, at: datetime, accepted: int, sent: int | None, delivered: int | None,
-                   unsuccessful: int) -> None:
+                   unsuccessful: int, introduced: int = 0) -> None:
         self.status = CampaignStatus.COMPLETED
         self.finished_at = at
 

@@ -11,3 +11,8 @@ class Clock(ABC):
 
     @abstractmethod
     def now(self) -> datetime: ...
+
+    @abstractmethod
+    def sleep_until(self, when: datetime) -> None:
+        """Let time pass until `when` (a provider's pacing): real time sleeps, simulated
+        time jumps."""

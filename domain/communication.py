@@ -16,6 +16,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.email import INTRODUCTION, MESSAGE
 from domain.errors import DomainError
 from domain.retry import MAX_ATTEMPTS, RETRIES_EXCEEDED, FailureKind
 
@@ -28,6 +29,9 @@ class CommStatus(StrEnum):
     SENDING = "Sending"  # attempt started; outcome not yet recorded
     RETRY_PENDING = "Retry Pending"
     SENT = "Sent"  # accepted by the provider
+    #: email only: the patient had never received the introductory email, so it went
+    #: instead of the campaign's (the guide's report result; a later campaign reaches them)
+    INTRODUCED = "Introductory email needed"
     DELIVERED = "Delivered"
     UNSUCCESSFUL = "Unsuccessful"
     SKIPPED = "Skipped"
@@ -36,7 +40,7 @@ class CommStatus(StrEnum):
 
 FINAL = frozenset(
     {CommStatus.SENT, CommStatus.DELIVERED, CommStatus.UNSUCCESSFUL, CommStatus.SKIPPED,
-     CommStatus.CANCELLED}
+     CommStatus.CANCELLED, CommStatus.INTRODUCED}
 )
 
 
@@ -46,6 +50,9 @@ class SkipReason(StrEnum):
     INVALID_NUMBER = "invalid number"
     INACTIVE_PATIENT = "patient inactive"
     UNKNOWN_PATIENT = "patient not found"
+    NO_EMAIL = "no email address"
+    INVALID_EMAIL = "invalid email address"
+    EMAIL_BOUNCED = "No Communication: Email Bounced"
 
 
 def communication_id(campaign_id: UUID, patient_id: str) -> UUID:
@@ -73,6 +80,9 @@ class Communication(Aggregate):
         self.provider_ref = ""
         self.reason = ""
         self.attempt_started_at: datetime | None = None
+        #: what the current attempt sends: the campaign's message, or (email) the
+        #: introductory email in its place (domain.email)
+        self.purpose = MESSAGE
         #: the attempt whose provider call was made but whose outcome nobody knows
         self.unknown_attempt: int | None = None
 
@@ -120,16 +130,20 @@ class Communication(Aggregate):
         self.due_at = until
         self.reason = reason
 
-    def start_attempt(self, attempt: int, at: datetime) -> None:
+    def start_attempt(self, attempt: int, at: datetime, purpose: str = MESSAGE) -> None:
         if not self.may_attempt(attempt):
             raise DomainError(
                 f"attempt {attempt} cannot start: communication is {self.status} "
                 f"after {self.attempts} attempts"
             )
-        self._attempt_started(attempt=attempt, at=at)
+        if purpose not in (MESSAGE, INTRODUCTION):
+            raise DomainError(f"unknown attempt purpose {purpose!r}")
+        self._attempt_started(attempt=attempt, at=at, purpose=purpose)
 
     @event("AttemptStarted")
-    def _attempt_started(self, attempt: int, at: datetime) -> None:
+    def _attempt_started(self, attempt: int, at: datetime, purpose: str = MESSAGE) -> None:
+        # `purpose` has a default: AttemptStarted events stored before email existed load.
+        self.purpose = purpose
         self.attempts = attempt
         self.status = CommStatus.SENDING
         self.due_at = None
@@ -163,7 +177,22 @@ class Communication(Aggregate):
         it did not say (a delivery receipt settled the attempt)."""
         if attempt != self.attempts or self.status != CommStatus.SENDING:
             raise DomainError(f"no attempt {attempt} awaiting an outcome")
+        if self.purpose == INTRODUCTION:
+            self._introduction_sent(attempt=attempt, at=at, provider_ref=provider_ref)
+            return
         self._accepted(attempt=attempt, at=at, provider_ref=provider_ref, segments=segments)
+
+    @property
+    def introduced(self) -> bool:
+        return self.status == CommStatus.INTRODUCED
+
+    @event("IntroductionSent")
+    def _introduction_sent(self, attempt: int, at: datetime, provider_ref: str) -> None:
+        # Final for this campaign: the campaign email itself waits for a later campaign.
+        self.status = CommStatus.INTRODUCED
+        self.provider_ref = provider_ref
+        self.last_outcome = "introductory email sent"
+        self.reason = "Introductory email needed"
 
     @event("Accepted")
     def _accepted(
@@ -204,7 +233,9 @@ class Communication(Aggregate):
         no `next_attempt_at` (its receipt came after the campaign ended) ends it too, but as
         what it is: "retry not possible", `no_retry_because`, never a permanent failure.
         """
-        if attempt != self.attempts or self.status not in (CommStatus.SENDING, CommStatus.SENT):
+        # An introductory email that bounces after it was taken fails like a message would.
+        failable = (CommStatus.SENDING, CommStatus.SENT, CommStatus.INTRODUCED)
+        if attempt != self.attempts or self.status not in failable:
             raise DomainError(f"no attempt {attempt} that can fail (status {self.status})")
         ends = kind == FailureKind.PERMANENT or attempt >= max_attempts or next_attempt_at is None
         self._attempt_failed(

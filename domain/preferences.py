@@ -46,7 +46,9 @@ class OptOutType(StrEnum):
 BLOCKS_CAMPAIGN: dict[Channel, frozenset[OptOutType]] = {
     Channel.TEXT: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_TEXT, OptOutType.ALL_TEXT}),
     Channel.PHONE: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_PHONE}),
-    Channel.EMAIL: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_EMAIL}),
+    # The guide: Appt Conf - Email stops campaign emails too (it is "no email from us").
+    Channel.EMAIL: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_EMAIL,
+                              OptOutType.APPT_EMAIL}),
     Channel.LETTER: frozenset({OptOutType.GLOBAL}),
 }
 
@@ -122,6 +124,11 @@ class ContactKeys:
 
     def phone_opt_out_id(self, e164: str) -> UUID:
         return phone_opt_out_id(e164, self.secret)
+
+    def email_key(self, address: str) -> str:
+        """An email address's key (EmailState keeps this, never the address); case and
+        surrounding space do not make another address."""
+        return keyed_hash(self.secret, f"email:{address.strip().lower()}")
 
     def opt_out_ids(self, e164: str) -> tuple[UUID, UUID]:
         """Where a number's STOP may be recorded: keyed first, then the legacy id."""
@@ -238,6 +245,10 @@ class PatientPreferences(Aggregate):
             if v is None or date.fromisoformat(v) >= day
         }
 
-    def blocks_campaign(self, channel: Channel, day: date) -> bool:
+    def blocks_campaign(self, channel: Channel, day: date, protocol: str = "") -> bool:
+        """Does an opt-out active on `day` stop a campaign on `channel`? A protocol opt-out
+        (e.g. Diabetes) stops the campaigns of that protocol, on every channel."""
         blocking = {str(t) for t in BLOCKS_CAMPAIGN[channel]}
+        if protocol:
+            blocking.add(f"{OptOutType.PROTOCOL}:{protocol}")
         return any(k in blocking for k in self.active_on(day))

@@ -51,6 +51,7 @@ STATUS_AFTER = {
     "Communication.Planned": "Planned",
     "Communication.AttemptStarted": "Sending",
     "Communication.Accepted": "Sent",
+    "Communication.IntroductionSent": "Introductory email needed",
     "Communication.Delivered": "Delivered",
     "Communication.AttemptFailed": "Retry Pending",
     "Communication.RetriesExceeded": "Unsuccessful",
@@ -161,6 +162,9 @@ class CampaignProjection(Projection):
             sets.update(last_outcome=e.reason, last_code=e.code)
         elif name == "Communication.Accepted":
             sets.update(provider_ref=e.provider_ref, last_outcome="accepted", reason="")
+        elif name == "Communication.IntroductionSent":
+            sets.update(provider_ref=e.provider_ref, last_outcome="introductory email sent",
+                        reason="Introductory email needed")
         elif name == "Communication.Delivered":
             sets.update(last_outcome="delivered")
         elif name == "Communication.AttemptFailed":
@@ -185,7 +189,8 @@ class CampaignProjection(Projection):
         if name in ("Communication.Rescheduled", "Communication.Deferred"):
             return  # still only a plan: not yet part of the patient's history
         self._history(tx, comm_id)
-        if name in ("Communication.Accepted", "Communication.Delivered"):
+        if name in ("Communication.Accepted", "Communication.Delivered",
+                    "Communication.IntroductionSent"):
             row = tx.fetchone("SELECT patient_id FROM communications WHERE communication_id = ?",
                               (comm_id,))
             if row:

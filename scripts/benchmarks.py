@@ -217,6 +217,11 @@ class ShiftedClock(Clock):
     def now(self) -> datetime:
         return datetime.now(UTC) + self.ahead
 
+    def sleep_until(self, when: datetime) -> None:
+        import time
+
+        time.sleep(max(0.0, (when - self.now()).total_seconds()))
+
 
 def open_all_day(url: str, **overrides: Any) -> Settings:
     """Settings under which nothing waits: windows open all day, every day, no cap to hit."""

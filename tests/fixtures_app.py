@@ -39,10 +39,11 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def patient_row(pid: str, mobile: str | None, *, first: str = "Ann", last: str | None = None,
-                status: str = "Active", appt_only: bool = False) -> dict[str, str]:
+                status: str = "Active", appt_only: bool = False,
+                email: str = "") -> dict[str, str]:
     return {"Patient ID": pid, "First Name": first, "Last Name": last or f"Lee{pid}",
             "Date of Birth": "1950-03-04", "Mobile Phone": mobile or "", "Status": status,
-            "Appointment Reminders Only": "Yes" if appt_only else "No"}
+            "Appointment Reminders Only": "Yes" if appt_only else "No", "Email": email}
 
 
 def import_patients(o: Outreach, folder: Path, rows: Sequence[dict[str, str]]) -> None:
@@ -63,13 +64,13 @@ def make_outreach(stack: str, tmp_path: Path) -> Iterator[Callable[..., Outreach
     built: list[Outreach] = []
 
     def make(clock: SimulatedClock | None = None, gateway: Any = None,
-             **overrides: Any) -> Outreach:
+             email_gateway: Any = None, **overrides: Any) -> Outreach:
         settings = Settings(database_url=stack, **overrides)
         clock = clock or SimulatedClock(TUESDAY_9AM)
         gateway = gateway or SimulatorSmsGateway(
             now=clock.now, failure_rate=settings.simulator_failure_rate,
             seed=settings.simulator_seed)
-        o = build(settings, clock=clock, gateway=gateway)
+        o = build(settings, clock=clock, gateway=gateway, email_gateway=email_gateway)
         built.append(o)
         return o
 

@@ -16,13 +16,12 @@ asking the provider whether the message went, before anything is sent again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import phonenumbers
 import structlog
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
@@ -35,18 +34,16 @@ from domain.campaign import Campaign
 from domain.channels import Channel
 from domain.clock import Clock
 from domain.communication import CommStatus, Communication, SkipReason
+from domain.email import MESSAGE
 from domain.pacing import spacing
-from domain.preferences import (
-    ContactKeys,
-    PatientPreferences,
-    PhoneOptOut,
-    patient_preferences_id,
-)
+from domain.preferences import ContactKeys
 from domain.retry import POLICIES, FailureKind
-from domain.sms import DEFAULT_FOOTER, compose
-from gateways.sms import OutboundText, SendResult, SmsGateway
+from gateways.sms import SendResult
 from workers.metrics import FAILED, SENT, UNKNOWN, Metrics
 from workers.ratelimit import RateLimiter
+from workers.senders import ChannelSender, Skip, Wait, valid_mobile
+
+__all__ = ["DispatchStats", "Dispatcher", "valid_mobile"]
 
 log = structlog.get_logger("dispatcher")
 
@@ -74,18 +71,11 @@ class _Job:
     comm: Communication
     contact: PatientContact
     campaign: Campaign
-    body: str
+    sender: ChannelSender
+    purpose: str = MESSAGE
+    message: Any = None  # what the sender composed for its gateway
     reconcile: bool = False
     result: SendResult | None = field(default=None)
-
-
-def valid_mobile(number: str | None) -> bool:
-    if not number:
-        return False
-    try:
-        return phonenumbers.is_valid_number(phonenumbers.parse(number, "US"))
-    except phonenumbers.NumberParseException:
-        return False
 
 
 class Dispatcher:
@@ -93,7 +83,7 @@ class Dispatcher:
         self,
         store: EventStore,
         directory: PatientDirectory,
-        gateway: SmsGateway,
+        senders: Mapping[Channel, ChannelSender],
         limiter: RateLimiter,
         calendar: SendingCalendar,
         clock: Clock,
@@ -106,7 +96,9 @@ class Dispatcher:
         self.metrics = metrics or Metrics()
         self.contact_keys = contact_keys  # a number's opt-out id is keyed with its secret
         self.directory = directory
-        self.gateway = gateway
+        #: each channel's own rules and gateway (workers.senders); a channel without one
+        #: (not configured in this process) is left alone, its intents redelivered
+        self.senders = dict(senders)
         self.limiter = limiter
         self.calendar = calendar
         self.clock = clock
@@ -142,6 +134,10 @@ class Dispatcher:
         contacts = self.directory.contacts([c.patient_id for _, c in comms])
         changed: dict[UUID, Any] = {}
         ready: list[_Job] = []
+        for sender in self.senders.values():
+            begin = getattr(sender, "begin_batch", None)
+            if begin is not None:
+                begin()
         for intent, comm in comms:
             campaign = campaigns.get(comm.campaign_id)
             job = self._decide(intent, comm, campaign, contacts.get(comm.patient_id), now,
@@ -151,17 +147,22 @@ class Dispatcher:
         ready = self._apply_rate_cap(ready, now, stats, changed)
         for job in ready:
             if not job.reconcile:
-                job.comm.start_attempt(job.intent.attempt, now)
+                job.comm.start_attempt(job.intent.attempt, now, job.purpose)
                 changed[job.comm.id] = job.comm
         if changed:
             self.store.save(*changed.values())  # "attempt started" is durable before any call
         outcomes: dict[UUID, Any] = {}
+        slots = self._provider_slots(ready, now)
         for job in ready:
+            self._wait_for(slots.get(id(job)))
             self._call(job, now, stats)
             if job.result is None:
                 continue  # could not learn whether it went: leave it for a later pass
-            self._record(job, self.clock.now(), stats)
+            at = self.clock.now()
+            self._record(job, at, stats)
             outcomes[job.comm.id] = job.comm
+            for other in job.sender.after_outcome(job.comm, at):
+                outcomes[other.id] = other
         if outcomes:
             self.store.save(*outcomes.values())
         return stats
@@ -223,24 +224,34 @@ class Dispatcher:
         if contact is None:
             self._skip(comm, now, SkipReason.UNKNOWN_PATIENT, stats, changed, reconcile)
             return None
-        if not contact.mobile:
-            self._skip(comm, now, SkipReason.NO_MOBILE, stats, changed, reconcile)
-            return None
-        if not valid_mobile(contact.mobile):
-            self._skip(comm, now, SkipReason.INVALID_NUMBER, stats, changed, reconcile)
-            return None
-        if self._opted_out(contact, now):
-            self._skip(comm, now, SkipReason.OPTED_OUT, stats, changed, reconcile)
-            return None
         channel = Channel(comm.channel)
-        if not reconcile and not self.calendar.is_open(channel, now):
+        sender = self.senders.get(channel)
+        if sender is None:
+            # This process has no gateway for the channel: another dispatcher's job, or a
+            # configuration to fix. Never a skip: nothing is wrong with the patient.
+            log.warning("no_sender_for_channel", channel=str(channel))
+            return None
+        verdict = sender.decide(comm, campaign, contact, now)
+        if reconcile and not isinstance(verdict, Skip):
+            # The attempt may have gone: compose what it sent, ask before anything else.
+            message = sender.compose(comm, intent.attempt, campaign, contact, comm.purpose)
+            return _Job(intent, comm, contact, campaign, sender, comm.purpose, message,
+                        reconcile=True)
+        if isinstance(verdict, Skip):
+            self._skip(comm, now, verdict.reason, stats, changed, reconcile)
+            return None
+        if isinstance(verdict, Wait):
+            comm.defer(self.calendar.next_open(channel, verdict.until), verdict.reason)
+            changed[comm.id] = comm
+            stats.deferred += 1
+            return None
+        if not self.calendar.is_open(channel, now):
             comm.defer(self.calendar.next_open(channel, now), "outside the communication window")
             changed[comm.id] = comm
             stats.deferred += 1
             return None
-        body = compose(str(campaign.content.get("body", "")),
-                       str(campaign.content.get("footer", DEFAULT_FOOTER)))
-        return _Job(intent, comm, contact, campaign, body, reconcile=reconcile)
+        message = sender.compose(comm, intent.attempt, campaign, contact, verdict)
+        return _Job(intent, comm, contact, campaign, sender, verdict, message)
 
     def _skip(
         self, comm: Communication, now: datetime, reason: SkipReason, stats: DispatchStats,
@@ -251,25 +262,6 @@ class Dispatcher:
         comm.skip(now, reason)
         changed[comm.id] = comm
         stats.skipped += 1
-
-    def _opted_out(self, contact: PatientContact, now: datetime) -> bool:
-        assert contact.mobile is not None
-        # The keyed record first; a STOP recorded before keyed hashes lives under the legacy
-        # id. Once the keyed record exists it decides: it took over the legacy state.
-        for phone_id in self.contact_keys.opt_out_ids(contact.mobile):
-            try:
-                phone: PhoneOptOut = self.store.repository.get(phone_id)
-            except AggregateNotFoundError:
-                continue
-            if phone.stopped:
-                return True
-            break
-        try:
-            prefs: PatientPreferences = self.store.repository.get(
-                patient_preferences_id(contact.patient_id))
-        except AggregateNotFoundError:
-            return False
-        return prefs.blocks_campaign(Channel.TEXT, self.calendar.today(now))
 
     def _apply_rate_cap(
         self, jobs: list[_Job], now: datetime, stats: DispatchStats, changed: dict[UUID, Any]
@@ -300,14 +292,30 @@ class Dispatcher:
         order = {id(j): n for n, j in enumerate(jobs)}
         return sorted(admitted_jobs, key=lambda j: order[id(j)])
 
+    def _provider_slots(self, jobs: list[_Job], now: datetime) -> dict[int, datetime]:
+        """Each send's slot under its provider's own per-second quota (email: SES), taken
+        for the whole batch at once so processes sharing the quota never overlap."""
+        slots: dict[int, datetime] = {}
+        by_sender: dict[int, list[_Job]] = {}
+        for job in jobs:
+            if not job.reconcile:
+                by_sender.setdefault(id(job.sender), []).append(job)
+        for group in by_sender.values():
+            times = group[0].sender.pace(len(group), now)
+            if times is not None:
+                slots.update({id(job): at for job, at in zip(group, times, strict=True)})
+        return slots
+
+    def _wait_for(self, slot: datetime | None) -> None:
+        if slot is not None:
+            self.clock.sleep_until(slot)
+
     def _call(self, job: _Job, now: datetime, stats: DispatchStats) -> None:
-        message = OutboundText(to=str(job.contact.mobile), body=job.body,
-                               reference=f"{job.comm.id}:{job.intent.attempt}")
+        message = job.message
         if job.reconcile:
             since = job.comm.attempt_started_at or now
             try:
-                found = self.gateway.find_sent(message.to, message.body,
-                                               since - timedelta(seconds=5))
+                found = job.sender.find_sent(message, since - timedelta(seconds=5))
             except ConnectionError:
                 log.warning("reconcile_unavailable", communication=str(job.comm.id))
                 return
@@ -329,7 +337,7 @@ class Dispatcher:
                     "interrupted", "attempt interrupted before the provider call",
                     FailureKind.TRANSIENT)
                 return
-        job.result = self.gateway.send(message)
+        job.result = job.sender.send(message)
 
     def _record(self, job: _Job, at: datetime, stats: DispatchStats) -> None:
         result = job.result

@@ -13,17 +13,33 @@ import structlog
 from application.bootstrap import Outreach
 from application.clock import SimulatedClock
 from bus.intents import InMemoryIntentBus, IntentConsumer, IntentPublisher
+from domain.channels import Channel
 from workers.dispatcher import Dispatcher, DispatchStats
 from workers.metrics import Metrics
+from workers.provider_pace import ProviderPace
 from workers.resilience import Guard, Lifeline
 from workers.scheduler import Scheduler
+from workers.senders import ChannelSender, EmailSender, TextSender
 
 log = structlog.get_logger("runner")
 
 
+def make_senders(outreach: Outreach) -> dict[Channel, ChannelSender]:
+    """Every channel this process can send on, with its gateway (workers.senders)."""
+    o = outreach
+    calendar = o.settings.calendar
+    rate = o.email_gateway.max_send_rate()
+    pace = ProviderPace(o.db, "email", rate) if rate else None
+    return {
+        Channel.TEXT: TextSender(o.gateway, o.store, o.contact_keys, calendar),
+        Channel.EMAIL: EmailSender(o.email_gateway, o.store, o.contact_keys, calendar,
+                                   o.email_composition, pace),
+    }
+
+
 def make_dispatcher(outreach: Outreach, metrics: Metrics | None = None) -> Dispatcher:
     return Dispatcher(
-        store=outreach.store, directory=outreach.directory, gateway=outreach.gateway,
+        store=outreach.store, directory=outreach.directory, senders=make_senders(outreach),
         limiter=outreach.limiter, calendar=outreach.settings.calendar, clock=outreach.clock,
         contact_keys=outreach.contact_keys,
         stale_attempt=timedelta(seconds=outreach.settings.stale_attempt_seconds),
@@ -90,9 +106,18 @@ class EmbeddedRunner:
         self.scheduler.tick()
         if self.dispatcher is not None:
             drain(self.dispatcher, self.bus, self.stats)
+        self._apply_simulated_email_events()
         o.catch_up()
         if self.scheduler.complete_finished():
             o.catch_up()
+
+    def _apply_simulated_email_events(self) -> None:
+        """The simulator's events, as SNS would deliver SES's to `outreach serve`."""
+        drain_events = getattr(self.outreach.email_gateway, "drain_events", None)
+        if drain_events is None:
+            return
+        for event in drain_events():
+            self.outreach.email.on_email_event(event)
 
     def _note_sending_campaigns(self) -> None:
         # Before the scheduler's tick: a small campaign may be sent and completed within
@@ -107,7 +132,8 @@ class EmbeddedRunner:
         ids = sorted(self.campaign_ids)
         row = self.outreach.db.fetchone(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status IN ('Sent', 'Delivered',"
-            " 'Unsuccessful', 'Skipped', 'Cancelled') THEN 1 ELSE 0 END), 0)"
+            " 'Unsuccessful', 'Skipped', 'Cancelled', 'Introductory email needed')"
+            " THEN 1 ELSE 0 END), 0)"
             f" FROM communications WHERE campaign_id IN ({', '.join('?' * len(ids))})",
             ids)
         total, done = (int(row[0]), int(row[1])) if row else (0, 0)

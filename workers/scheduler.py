@@ -204,14 +204,15 @@ class Scheduler:
             # Completed event (version 2) reports them separately.
             " SUM(CASE WHEN m.status = 'Sent' THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN m.status = 'Delivered' THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN m.status IN ('Unsuccessful', 'Skipped') THEN 1 ELSE 0 END)"
+            " SUM(CASE WHEN m.status IN ('Unsuccessful', 'Skipped') THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN m.status = 'Introductory email needed' THEN 1 ELSE 0 END)"
             " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
             " WHERE c.status = 'Pending' GROUP BY c.campaign_id, c.audience_size"
             " HAVING SUM(CASE WHEN m.status IN ('Planned', 'Retry Pending', 'Sending')"
             " THEN 1 ELSE 0 END) = 0 AND COUNT(*) >= c.audience_size"
             " AND MAX(m.updated_at) <= ?", (iso(self.clock.now() - self.receipt_grace),))
         done = 0
-        for campaign_id, sent, delivered, unsuccessful in rows:
+        for campaign_id, sent, delivered, unsuccessful, introduced in rows:
             try:
                 campaign: Campaign = self.store.repository.get(UUID(campaign_id))
             except AggregateNotFoundError:
@@ -219,7 +220,8 @@ class Scheduler:
             if campaign.is_active:
                 campaign.complete(now=self.clock.now(), sent=int(sent or 0),
                                   delivered=int(delivered or 0),
-                                  unsuccessful=int(unsuccessful or 0))
+                                  unsuccessful=int(unsuccessful or 0),
+                                  introduced=int(introduced or 0))
                 self.store.save(campaign)
                 done += 1
         return done

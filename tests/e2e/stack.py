@@ -109,6 +109,8 @@ class StackConfig:
     kafka_bootstrap: str
     topic_prefix: str
     twilio: FakeTwilioServer
+    #: more settings for every process (email tests: SES endpoint, windows, grace…)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         """The subprocesses' environment: ours without any OUTREACH_*/TWILIO_* setting of
@@ -137,6 +139,7 @@ class StackConfig:
             "TWILIO_AUTH_TOKEN": self.twilio.auth_token,
             "TWILIO_FROM_NUMBER": FROM_NUMBER,
             "OUTREACH_TWILIO_API_BASE_URL": self.twilio.url,
+            **self.extra_env,
         }
 
     def settings(self) -> Settings:

@@ -17,6 +17,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+import api.cli_campaigns  # noqa: F401 - registers campaign create on campaign_app
 from api.cli import campaign_app
 from api.cli_patients import import_app, list_command
 from application.settings import Settings

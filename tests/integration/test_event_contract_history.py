@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from application.bootstrap import Outreach
 from application.clock import SimulatedClock
 from bus.public_events import RULES, CommunicationContexts, Public, public_message
+from domain.channels import Channel
 from domain.communication import Communication
 from domain.inbound import DeliveryReceipt, InboundText
 from domain.preferences import Duration, OptOutType, PatientPreferences
@@ -126,6 +127,16 @@ def test_a_week_of_history_publishes_every_public_event_type_each_valid_by_the_s
     o.inbound.on_receipt(DeliveryReceipt(sid, reference, "undelivered", "30003", o.clock.now(),
                                          FailureKind.TRANSIENT, "handset unreachable"))
 
+    # An email campaign: the introductory email goes first; one address bounces for good
+    import_patients(o, tmp_path, [
+        patient_row("E1", None, email="success@simulator.amazonses.com"),
+        patient_row("E2", None, email="bounce@simulator.amazonses.com")])
+    o.campaigns.create(name="Mammograms", channel=Channel.EMAIL,
+                       subject="A reminder from {{ organisation }}",
+                       body="<p>Dear {{ first_name }}, it is time to book.</p>",
+                       audience=["E1", "E2"], active=True)
+    EmbeddedRunner(o).run_simulated(o.clock.now() + timedelta(days=1))
+
     # When every stored event is put in its public view (the relay's and the export's)
     history = public_history(o)
     # Then each is valid by the schema file shipped in the package, read from disk
@@ -142,10 +153,14 @@ def test_a_week_of_history_publishes_every_public_event_type_each_valid_by_the_s
             assert {"campaign_id", "patient_id", "channel"} <= set(message["data"])
     # And the completion counts sent and delivered apart: P0 delivered; P2 sent (no
     # receipt); P5 sent then (after completion) failed; P1, P3, P4 unsuccessful
-    [completed] = [m for m in history if m["event_type"] == "Campaign.Completed"]
+    completed, emails = [m for m in history if m["event_type"] == "Campaign.Completed"]
     assert {k: completed["data"][k] for k in ("accepted", "sent", "delivered",
                                               "unsuccessful")} == {
         "accepted": 3, "sent": 2, "delivered": 1, "unsuccessful": 3}
+    # And the email campaign's: E1 introduced (the campaign email waits for a later
+    # campaign), E2's introduction bounced for good
+    assert {k: emails["data"][k] for k in ("accepted", "unsuccessful", "introduced")} == {
+        "accepted": 0, "unsuccessful": 1, "introduced": 1}
 
 
 def test_a_30003_receipt_after_the_campaign_completed_is_not_a_permanent_failure(

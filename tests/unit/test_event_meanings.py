@@ -45,7 +45,7 @@ def test_completed_counts_sent_and_delivered_apart() -> None:
     message = public_message(completed, 9, KEYS)
     assert message is not None
     assert message["data"] == {"at": AT.isoformat(), "accepted": 8, "sent": 3, "delivered": 5,
-                               "unsuccessful": 2}
+                               "unsuccessful": 2, "introduced": 0}
     check_message(message)
 
 
@@ -72,8 +72,8 @@ def test_a_completed_event_stored_as_version_1_loads_and_keeps_its_meaning() -> 
     *earlier, completed = campaign.collect_events()
     stored = store.mapper.to_stored_event(completed)
     state = json.loads(stored.state)
-    assert state.pop("class_version") == 2
-    v1 = {k: v for k, v in state.items() if k not in ("accepted", "sent")}
+    assert state.pop("class_version") == 3
+    v1 = {k: v for k, v in state.items() if k not in ("accepted", "sent", "introduced")}
     store.recorder.insert_events([store.mapper.to_stored_event(e) for e in earlier] + [
         StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
                     json.dumps({**v1, "delivered": 7}).encode())])
@@ -84,9 +84,31 @@ def test_a_completed_event_stored_as_version_1_loads_and_keeps_its_meaning() -> 
     # with no claim about receipts (sent and delivered were never counted apart)
     assert loaded.status == CampaignStatus.COMPLETED
     assert (old.accepted, old.sent, old.delivered, old.unsuccessful) == (7, None, None, 2)
+    assert old.introduced == 0  # version 1 predates email
     message = public_message(old, 4, KEYS)
     assert message is not None
     assert message["data"]["accepted"] == 7 and message["data"]["delivered"] is None
+    check_message(message)
+
+
+def test_a_completed_event_stored_as_version_2_loads_with_no_introductions() -> None:
+    # Given a Completed event stored before email existed (version 2: no `introduced`)
+    store = Store()
+    campaign = active_campaign()
+    campaign.complete(now=AT, sent=1, delivered=4, unsuccessful=2)
+    *earlier, completed = campaign.collect_events()
+    stored = store.mapper.to_stored_event(completed)
+    state = json.loads(stored.state)
+    state.pop("introduced")
+    state["class_version"] = 2
+    store.recorder.insert_events([store.mapper.to_stored_event(e) for e in earlier] + [
+        StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
+                    json.dumps(state).encode())])
+    # When it is read back, then it counts no introductory emails and publishes 0
+    [old] = list(store.events.get(campaign.id, gt=len(earlier)))
+    assert (old.accepted, old.sent, old.delivered, old.introduced) == (5, 1, 4, 0)
+    message = public_message(old, 4, KEYS)
+    assert message is not None and message["data"]["introduced"] == 0
     check_message(message)
 
 

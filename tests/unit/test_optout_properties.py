@@ -150,7 +150,9 @@ def test_an_opt_out_needs_a_reason_and_a_protocol_opt_out_names_its_protocol() -
 EXPECTED_BLOCKS = {
     Channel.TEXT: {OptOutType.GLOBAL, OptOutType.HEALTH_TEXT, OptOutType.ALL_TEXT},
     Channel.PHONE: {OptOutType.GLOBAL, OptOutType.HEALTH_PHONE},
-    Channel.EMAIL: {OptOutType.GLOBAL, OptOutType.HEALTH_EMAIL},
+    # Appt Conf - Email stops campaign emails too (issue 10: "no email from us" is honoured
+    # the conservative way), while Appt Conf - Text/Phone concern appointment reminders only.
+    Channel.EMAIL: {OptOutType.GLOBAL, OptOutType.HEALTH_EMAIL, OptOutType.APPT_EMAIL},
     Channel.LETTER: {OptOutType.GLOBAL},
 }
 
@@ -170,14 +172,25 @@ def test_each_opt_out_type_blocks_exactly_the_campaign_channels_it_names(
     assert prefs.blocks_campaign(channel, today) == (kind in EXPECTED_BLOCKS[channel])
 
 
-@pytest.mark.parametrize("kind", [OptOutType.APPT_TEXT, OptOutType.APPT_EMAIL,
-                                  OptOutType.APPT_PHONE, OptOutType.PROTOCOL])
+@pytest.mark.parametrize("kind", [OptOutType.APPT_TEXT, OptOutType.APPT_PHONE,
+                                  OptOutType.PROTOCOL])
 def test_appointment_and_protocol_opt_outs_do_not_block_a_campaign(kind: OptOutType) -> None:
     # Given a patient who opted out of appointment confirmations (or an Outreach protocol)
     prefs = preferences()
     prefs.opt_out(kind, PERMANENT, date(2026, 6, 9), AT, reason="asked", protocol="Asthma")
-    # Then campaigns on every channel still reach them
+    # Then campaigns on every channel still reach them (a campaign of no protocol)
     assert not any(prefs.blocks_campaign(c, date(2026, 6, 9)) for c in Channel)
+
+
+def test_a_protocol_opt_out_blocks_the_campaigns_of_that_protocol_on_every_channel() -> None:
+    # Given a patient opted out of the Asthma protocol
+    prefs = preferences()
+    prefs.opt_out(OptOutType.PROTOCOL, PERMANENT, date(2026, 6, 9), AT, reason="asked",
+                  protocol="Asthma")
+    # Then an Asthma campaign does not reach them, a Diabetes one does
+    day = date(2026, 6, 9)
+    assert all(prefs.blocks_campaign(c, day, protocol="Asthma") for c in Channel)
+    assert not any(prefs.blocks_campaign(c, day, protocol="Diabetes") for c in Channel)
 
 
 # -- restore ---------------------------------------------------------------------------------

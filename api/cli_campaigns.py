@@ -1,0 +1,146 @@
+"""Campaign commands that take content: `outreach campaign create|edit|test-send`, for
+text and email campaigns (the rest of `outreach campaign` is in api/cli.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.cli import campaign_app, console, fail, outreach, parse_date, read_ids
+from domain.channels import Channel
+
+
+@campaign_app.command("create")
+def campaign_create(
+    name: Annotated[str, typer.Option(help="Internal name; shown in communication history.")],
+    body: Annotated[str | None, typer.Option(
+        help="Text: the message (at most 2 segments with the footer). Email: the body "
+             "(HTML is sanitised); default the template's.")] = None,
+    help_number: Annotated[str | None, typer.Option(
+        help="The number given in answer to HELP (text: required).")] = None,
+    channel: Annotated[Channel, typer.Option(help="text or email.")] = Channel.TEXT,
+    description: Annotated[str, typer.Option(help="Why patients were contacted.")] = "",
+    start: Annotated[str | None, typer.Option(help="Start date YYYY-MM-DD (default today).")]
+    = None,
+    patients: Annotated[Path | None, typer.Option(
+        help="File of patient ids, one per line (default: every Active patient with the "
+             "channel's contact).")] = None,
+    active: Annotated[bool, typer.Option("--active/--inactive",
+                                         help="Save as Active (sends) or Inactive.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The saved campaign as JSON.")]
+    = False,
+    body_file: Annotated[Path | None, typer.Option(
+        help="Email: read the body from this file (HTML saved from Word is fine).")] = None,
+    subject: Annotated[str | None, typer.Option(help="Email: the subject line.")] = None,
+    template: Annotated[str | None, typer.Option(
+        help="Email: a library template (`outreach templates list`).")] = None,
+    logo: Annotated[str | None, typer.Option(help="Email: which of the logos to show.")]
+    = None,
+    from_address: Annotated[str | None, typer.Option(
+        help="Email: the From address (usually a do-not-reply).")] = None,
+    from_name: Annotated[str | None, typer.Option(help="Email: the From name.")] = None,
+    protocol: Annotated[str, typer.Option(
+        help="The protocol the campaign belongs to (e.g. Diabetes): that protocol's "
+             "opt-outs apply.")] = "",
+) -> None:
+    """Create a text or email campaign, saved Inactive unless --active."""
+    if body_file is not None:
+        if body is not None:
+            fail("give --body or --body-file, not both", 2)
+        body = _read_text_file(body_file)
+    email = {"subject": subject, "template": template, "logo": logo,
+             "from_address": from_address, "from_name": from_name}
+    if channel == Channel.TEXT:
+        given = [f"--{k.replace('_', '-')}" for k, v in email.items() if v is not None]
+        if given:
+            fail(f"{', '.join(given)}: only for --channel email", 2)
+        if body is None or help_number is None:
+            fail("a text campaign needs --body and --help-number", 2)
+    with outreach() as o:
+        cid = o.campaigns.create(name=name, body=body, help_number=help_number,
+                                 channel=channel, description=description,
+                                 start=parse_date(start), audience=read_ids(patients),
+                                 active=active, protocol=protocol, **email)
+        campaign = o.campaigns.get(cid)
+        if as_json:
+            sys.stdout.write(json.dumps({
+                "campaign_id": str(cid), "channel": str(campaign.channel),
+                "status": str(campaign.status), "patients": len(campaign.audience),
+                "start_date": str(campaign.start_date)}) + "\n")
+            return
+        console.print(f"{campaign.channel} campaign {cid} saved {campaign.status}: "
+                      f"{len(campaign.audience)} patients, starts {campaign.start_date}")
+
+
+def _read_text_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        # Word's "Save as Web Page" writes Windows-1252 unless told otherwise.
+        return path.read_bytes().decode("cp1252", errors="replace")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}", 2)
+        raise
+
+
+@campaign_app.command("edit")
+def campaign_edit(
+    campaign_id: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    body: Annotated[str | None, typer.Option()] = None,
+    help_number: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    start: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    patients: Annotated[Path | None, typer.Option(help="File of patient ids.")] = None,
+    body_file: Annotated[Path | None, typer.Option(help="Email: the body from a file.")]
+    = None,
+    subject: Annotated[str | None, typer.Option(help="Email.")] = None,
+    logo: Annotated[str | None, typer.Option(help="Email.")] = None,
+    from_address: Annotated[str | None, typer.Option(help="Email.")] = None,
+    from_name: Annotated[str | None, typer.Option(help="Email.")] = None,
+) -> None:
+    """Edit a campaign (an active one only until midnight before its start day)."""
+    if body_file is not None:
+        if body is not None:
+            fail("give --body or --body-file, not both", 2)
+        body = _read_text_file(body_file)
+    email = {"subject": subject, "logo": logo, "from_address": from_address,
+             "from_name": from_name}
+    with outreach() as o:
+        cid = o.campaigns.resolve(campaign_id)
+        extra = {k: v for k, v in email.items() if v is not None}
+        if extra and o.campaigns.get(cid).channel != Channel.EMAIL:
+            fail(f"{', '.join('--' + k.replace('_', '-') for k in extra)}: only for an "
+                 "email campaign", 2)
+        o.campaigns.edit(cid, name=name, body=body, help_number=help_number,
+                         description=description, start_date=parse_date(start),
+                         audience=read_ids(patients), **extra)
+        console.print(f"campaign {cid} edited")
+
+
+@campaign_app.command("test-send")
+def campaign_test_send(
+    to: Annotated[str, typer.Option(
+        help="Where the test goes: a mobile number (E.164) for a text campaign, an email "
+             "address for an email campaign.")],
+    campaign_id: Annotated[str | None, typer.Argument()] = None,
+    name: Annotated[str | None, typer.Option(help="Unsaved campaign: its name.")] = None,
+    body: Annotated[str | None, typer.Option(help="Unsaved campaign: its text.")] = None,
+    help_number: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Send a test (text or email). Never changes the status; an unsaved text campaign is
+    saved Inactive."""
+    with outreach() as o:
+        if campaign_id is None:
+            if not (name and body and help_number):
+                fail("give a campaign id, or --name, --body and --help-number for a new one", 2)
+            cid = o.campaigns.test_send(None, to, name=name, body=body, help_number=help_number)
+        else:
+            cid = o.campaigns.test_send(o.campaigns.resolve(campaign_id), to)
+        campaign = o.campaigns.get(o.campaigns.resolve(cid))
+        what = "email" if campaign.channel == Channel.EMAIL else "text"
+        console.print(f"test {what} accepted; campaign {cid} is {campaign.status}")

@@ -1,0 +1,32 @@
+"""`outreach demo` (what `scripts/demo` runs on a fresh machine): every channel the product
+has appears in it, on the embedded default, and its reports say what happened."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_the_demo_runs_a_text_and_two_email_campaigns_and_prints_their_reports(
+        tmp_path: Path) -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", "from api.cli import main; main()", "demo", "--patients",
+         "400", "--emails", "60", "--folder", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    out = ran.stdout
+    assert "Traceback" not in out + ran.stderr
+    # The text campaign and both email campaigns complete
+    assert "Flu shots 2026 (text): Completed" in out
+    assert "Mammogram reminders (email): Completed" in out
+    assert "Care gaps: book your visit (email): Completed" in out
+    # The first email campaign sent introductory emails instead; the bounce@ address bounced
+    assert "Introductory email needed" in out
+    assert "Unsuccessful - Email Bounced" in out
+    # Two days later: delivered, the bounced address skipped, the complaint and the
+    # unsubscribe click opted out
+    assert "No Communication: Email Bounced" in out
+    assert "clicked the one-click unsubscribe link" in out
+    tables = out.split("Email: Care gaps, two days later", 1)[1]
+    assert "Delivered" in tables and "opted out" in tables
