@@ -32,7 +32,7 @@ from workers.resilience import (
     Reconnecting,
     quiet_client_reconnect_logs,
 )
-from workers.runner import EmbeddedRunner, make_dispatcher
+from workers.runner import EmbeddedRunner, apply_simulated_email_events, make_dispatcher
 from workers.startup import require_broker
 
 if TYPE_CHECKING:
@@ -263,6 +263,9 @@ def _dispatch(o: Outreach, group_id: str, stop: threading.Event, health: Health,
             if stats is None:
                 break  # stopping mid-outage: nothing committed, the batch comes back
             guard.run(consumer.commit, stop)
+            # Without SES, the simulator's events stand in for SNS's (after the commit:
+            # they describe outcomes already stored).
+            guard.run(partial(apply_simulated_email_events, o), stop)
             log.info("batch_done", intents=len(intents), sent=stats.sent, failed=stats.failed,
                      skipped=stats.skipped, deferred=stats.deferred,
                      duplicates=stats.duplicates)

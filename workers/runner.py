@@ -37,6 +37,18 @@ def make_senders(outreach: Outreach) -> dict[Channel, ChannelSender]:
     }
 
 
+def apply_simulated_email_events(outreach: Outreach) -> int:
+    """The email simulator's events (delivered, bounced, complained), applied as SNS would
+    deliver SES's to `outreach serve`. Nothing to do with a real provider."""
+    drain_events = getattr(outreach.email_gateway, "drain_events", None)
+    if drain_events is None:
+        return 0
+    events = drain_events()
+    for event in events:
+        outreach.email.on_email_event(event)
+    return len(events)
+
+
 def make_dispatcher(outreach: Outreach, metrics: Metrics | None = None) -> Dispatcher:
     return Dispatcher(
         store=outreach.store, directory=outreach.directory, senders=make_senders(outreach),
@@ -112,12 +124,7 @@ class EmbeddedRunner:
             o.catch_up()
 
     def _apply_simulated_email_events(self) -> None:
-        """The simulator's events, as SNS would deliver SES's to `outreach serve`."""
-        drain_events = getattr(self.outreach.email_gateway, "drain_events", None)
-        if drain_events is None:
-            return
-        for event in drain_events():
-            self.outreach.email.on_email_event(event)
+        apply_simulated_email_events(self.outreach)
 
     def _note_sending_campaigns(self) -> None:
         # Before the scheduler's tick: a small campaign may be sent and completed within
