@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from api.console import ScriptConsole
+from api.patient_card import print_summary_card
 from application.csv_safe import SafeCsvWriter
 from application.import_projector import ImportProjectionError
 from application.patients import ListResult, PatientService, SavedView
@@ -35,7 +36,7 @@ from domain.channels import Channel
 from domain.errors import DomainError
 from domain.lists import FIELDS_BY_KEY, Focus, ListError, ListQuery, build_query
 from domain.patients import ImportKind
-from projections.patient_search import PatientSummary, SearchTextError
+from projections.patient_search import SearchTextError
 
 Factory = Callable[[], Any]
 PATIENT_ID = "patient_id"
@@ -365,7 +366,7 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
                         "summary": asdict(result.summary) if result.summary else None})
             return
         if result.summary is not None:
-            print_summary_card(result.summary)
+            print_summary_card(out, result.summary)
             return
         table = Table()
         for title in ("Patient ID", "Name", "Date of Birth", "Phone (M)", "Phone (H)",
@@ -386,31 +387,7 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
         if as_json:
             print_json(asdict(summary))
         else:
-            print_summary_card(summary)
-
-    def print_summary_card(s: PatientSummary) -> None:
-        lines = [
-            f"{s.name}  (id {s.patient_id})  born {s.date_of_birth or '?'}  age "
-            f"{s.age if s.age is not None else '?'}  {s.status}",
-            f"mobile {s.mobile or '-'}  home {s.home_phone or '-'}  email {s.email or '-'}",
-            f"address {s.address or '-'}",
-            f"PCP {s.pcp or '-'}  payor {s.payor or '-'}  care manager {s.care_manager or '-'}"
-            f"  language {s.language or '-'}"
-            + ("  (appointment reminders only)" if s.appointment_reminders_only else ""),
-            f"groups: {', '.join(s.groups) or '-'}   conditions: {', '.join(s.conditions) or '-'}",
-            "upcoming appointments:",
-            *[f"  {a.starts_at}  {a.type or ''}  {a.provider or ''}  {a.facility or ''}  "
-              f"{a.status}" for a in s.upcoming_appointments],
-            "open care gaps (A&R):",
-            *[f"  {g.measure} (since {g.opened_on or '?'})" for g in s.open_care_gaps],
-            "opt-outs:",
-            *[f"  {o.type} until {o.last_day or 'permanent'} — {o.reason}" for o in s.opt_outs],
-            "communications (last 90 days):",
-            *[f"  {c.date or ''}  {c.status}  {c.reason}  {c.description}  "
-              f"{c.provider or ''}  attempts {c.attempts}" for c in s.communications],
-        ]
-        for line in lines:
-            out.print(line, markup=False, highlight=False)
+            print_summary_card(out, summary)
 
     @patients_app.command("audience")
     def patients_audience(

@@ -9,6 +9,7 @@ model tables are built by `PatientsProjection` and `PageViewsProjection` (both i
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from application.ports import PatientDirectory
 from application.settings import Settings
 from domain.channels import Channel
 from domain.clock import Clock
+from domain.email import BOUNCED_REASON
 from domain.errors import NotFound
 from domain.lists import FIELDS_BY_KEY, Focus, ListQuery
 from domain.lists_views import (
@@ -42,6 +44,7 @@ from domain.lists_views import (
 )
 from domain.patients import ImportKind
 from domain.patients_fields import fold
+from domain.preferences import ContactKeys
 from projections.base import Projection
 from projections.db import Database, Tx
 from projections.patient_queries import compiler_for, fetch_page, resolve_scope
@@ -97,6 +100,7 @@ class PatientService:
         self.clock = clock
         self.settings = settings
         self.zone = ZoneInfo(settings.timezone)
+        self._keys: ContactKeys | None = None  # loaded when a summary first needs them
         self.patients_projection = PatientsProjection()
         self.views_projection = PageViewsProjection()
         self.projections: builtins.list[Projection] = [
@@ -289,15 +293,34 @@ class PatientService:
         with self._reading() as tx:
             hits, more = search(tx, self.db.dialect, text, now, today)
             single = summary(tx, hits[0].patient_id, now, today) if len(hits) == 1 else None
+            if single is not None:
+                single = self._with_email_status(tx, single)
         log.info("patients.search", hits=len(hits), more=more)
         return SearchResult(hits, more, single)
 
     def summary(self, patient_id: str) -> PatientSummary:
         with self._reading() as tx:
             found = summary(tx, patient_id, self.clock.now(), self.today())
+            if found is not None:
+                found = self._with_email_status(tx, found)
         if found is None:
             raise NotFound(f"no patient with id {patient_id!r}")
         return found
+
+    def _with_email_status(self, tx: Tx, found: PatientSummary) -> PatientSummary:
+        """"No Communication: Email Bounced" when the patient's current address is the one
+        that bounced for good (compared by keyed hash: the read model holds no address)."""
+        row = tx.fetchone("SELECT bounced_key FROM email_states WHERE patient_id = ?",
+                          (found.patient_id,))
+        if not row or not row[0] or not found.email:
+            return found
+        if self._keys is None:
+            from application.contact_keys import contact_keys
+
+            self._keys = contact_keys(self.settings)
+        if self._keys.email_key(found.email) != row[0]:
+            return found  # a new address since: a new chance
+        return dataclasses.replace(found, email_status=f"No Communication: {BOUNCED_REASON}")
 
     # -- from a list to a campaign -----------------------------------------------------------
 

@@ -166,6 +166,9 @@ class PatientSummary:
     open_care_gaps: tuple[CareGapLine, ...]
     opt_outs: tuple[OptOutLine, ...]
     communications: tuple[CommunicationLine, ...]
+    #: "No Communication: Email Bounced" when the patient's current address bounced for
+    #: good (the guide shows it under the name), else None
+    email_status: str | None = None
 
 
 def summary(tx: Tx, patient_id: str, now: datetime, today: date) -> PatientSummary | None:
@@ -206,6 +209,11 @@ def summary(tx: Tx, patient_id: str, now: datetime, today: date) -> PatientSumma
             " campaign_description, campaign_name, channel, attempts"
             " FROM communication_history WHERE patient_id = ?"
             " AND COALESCE(first_attempt_at, updated_at) >= ?"
+            # The guide: the history shows the emails that went, never an unsuccessful
+            # email attempt, a bounce or an invalid address (the bounce shows as the
+            # patient's email status instead).
+            " AND (channel <> 'email' OR status IN ('Sent', 'Delivered',"
+            " 'Introductory email needed'))"
             " ORDER BY COALESCE(first_attempt_at, updated_at) DESC, communication_id",
             (pid, since)))
     groups = tuple(str(r[0]) for r in tx.fetchall(

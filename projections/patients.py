@@ -61,7 +61,7 @@ from domain.patients_fields import fold, national_digits, split_names
 from projections.base import Projection
 from projections.campaigns import HISTORY_DDL
 from projections.db import POSTGRES_ONLY, Tx
-from projections.preferences import OPT_OUTS_DDL
+from projections.preferences import EMAIL_STATES_DDL, OPT_OUTS_DDL
 
 
 def item_array(column: str) -> str:
@@ -149,7 +149,7 @@ CREATE INDEX IF NOT EXISTS conditions_condition ON conditions (condition_f);
     INCLUDE (subscribed, mobile_n, home_n, email_f)
 """
 # With the tables it reads but others fill, so it also works on its own.
-DDL = ";".join((OWN_DDL, HISTORY_DDL, OPT_OUTS_DDL))
+DDL = ";".join((OWN_DDL, HISTORY_DDL, OPT_OUTS_DDL, EMAIL_STATES_DDL))
 
 # Tables this projection owns (reset empties them). patient_contacts, communication_history
 # and patient_opt_outs are only created here if missing: other projections fill them.

@@ -19,6 +19,17 @@ CREATE TABLE IF NOT EXISTS patient_opt_outs (
 )
 """
 
+# Email: whether a patient had the introductory email and which address (its keyed hash,
+# never the address) bounced for good; read by the patient summary (projections/patients.py
+# creates it too when it runs alone).
+EMAIL_STATES_DDL = """
+CREATE TABLE IF NOT EXISTS email_states (
+    state_id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, introduced_at TEXT,
+    bounced_key TEXT, bounced_at TEXT
+);
+CREATE INDEX IF NOT EXISTS email_states_patient ON email_states (patient_id)
+"""
+
 DDL = """
 CREATE TABLE IF NOT EXISTS phone_opt_outs (
     phone_key TEXT PRIMARY KEY, stopped INTEGER NOT NULL, changed_at TEXT NOT NULL
@@ -35,10 +46,10 @@ class PreferencesProjection(Projection):
     name = "preferences"
 
     def ddl(self) -> str:
-        return OPT_OUTS_DDL + ";" + DDL
+        return ";".join((OPT_OUTS_DDL, EMAIL_STATES_DDL, DDL))
 
     def reset(self, tx: Tx) -> None:
-        for table in ("patient_opt_outs", "phone_opt_outs", "replies"):
+        for table in ("patient_opt_outs", "phone_opt_outs", "replies", "email_states"):
             tx.execute(f"DELETE FROM {table}")
 
     def apply(self, tx: Tx, event: Any, position: int) -> None:
@@ -66,6 +77,8 @@ class PreferencesProjection(Projection):
                 " changed_at = excluded.changed_at",
                 (event.key, 1 if name.endswith("Stopped") else 0, iso(event.at)),
             )
+        elif name.startswith("EmailState."):
+            self._email_state(tx, name, event)
         elif name == "InboundMessage.Received":
             tx.execute(
                 "INSERT INTO replies (message_ref, from_number, body, keyword, expected,"
@@ -73,3 +86,18 @@ class PreferencesProjection(Projection):
                 (event.message_ref, event.from_number, event.body, event.keyword,
                  1 if event.keyword else 0, iso(event.received_at)),
             )
+
+    def _email_state(self, tx: Tx, name: str, event: Any) -> None:
+        state_id = str(event.originator_id)
+        if name == "EmailState.Registered":
+            tx.execute("INSERT INTO email_states (state_id, patient_id) VALUES (?, ?)"
+                       " ON CONFLICT (state_id) DO NOTHING", (state_id, event.patient_id))
+        elif name == "EmailState.IntroductionSent":
+            tx.execute("UPDATE email_states SET introduced_at = ? WHERE state_id = ?",
+                       (iso(event.at), state_id))
+        elif name == "EmailState.IntroductionUndelivered":
+            tx.execute("UPDATE email_states SET introduced_at = NULL WHERE state_id = ?",
+                       (state_id,))
+        elif name == "EmailState.AddressBounced":
+            tx.execute("UPDATE email_states SET bounced_key = ?, bounced_at = ?"
+                       " WHERE state_id = ?", (event.address_key, iso(event.at), state_id))
