@@ -129,16 +129,40 @@ def campaign_test_send(
              "address for an email campaign.")],
     campaign_id: Annotated[str | None, typer.Argument()] = None,
     name: Annotated[str | None, typer.Option(help="Unsaved campaign: its name.")] = None,
-    body: Annotated[str | None, typer.Option(help="Unsaved campaign: its text.")] = None,
+    body: Annotated[str | None, typer.Option(help="Unsaved campaign: its text or body.")]
+    = None,
     help_number: Annotated[str | None, typer.Option()] = None,
+    channel: Annotated[Channel, typer.Option(help="Unsaved campaign: text or email.")]
+    = Channel.TEXT,
+    body_file: Annotated[Path | None, typer.Option(help="Unsaved email: the body's file.")]
+    = None,
+    subject: Annotated[str | None, typer.Option(help="Unsaved email: the subject.")] = None,
+    template: Annotated[str | None, typer.Option(help="Unsaved email: a template.")] = None,
+    from_address: Annotated[str | None, typer.Option(help="Unsaved email.")] = None,
+    from_name: Annotated[str | None, typer.Option(help="Unsaved email.")] = None,
 ) -> None:
-    """Send a test (text or email). Never changes the status; an unsaved text campaign is
-    saved Inactive."""
+    """Send a test (text or email). Never changes the status; an unsaved campaign (no id:
+    its fields given) is saved Inactive first."""
+    if body_file is not None:
+        if body is not None:
+            fail("give --body or --body-file, not both", 2)
+        body = _read_text_file(body_file)
     with outreach() as o:
         if campaign_id is None:
-            if not (name and body and help_number):
-                fail("give a campaign id, or --name, --body and --help-number for a new one", 2)
-            cid = o.campaigns.test_send(None, to, name=name, body=body, help_number=help_number)
+            if channel == Channel.EMAIL:
+                if not name:
+                    fail("give a campaign id, or --name (and --subject, --body or a "
+                         "--template) for a new email campaign", 2)
+                cid = o.campaigns.test_send(
+                    None, to, name=name, channel=channel, body=body, help_number=help_number,
+                    subject=subject, template=template, from_address=from_address,
+                    from_name=from_name)
+            else:
+                if not (name and body and help_number):
+                    fail("give a campaign id, or --name, --body and --help-number for a new "
+                         "one", 2)
+                cid = o.campaigns.test_send(None, to, name=name, body=body,
+                                            help_number=help_number)
         else:
             cid = o.campaigns.test_send(o.campaigns.resolve(campaign_id), to)
         campaign = o.campaigns.get(o.campaigns.resolve(cid))

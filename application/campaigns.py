@@ -186,6 +186,8 @@ class CampaignService:
         changes the status; an unsaved campaign (campaign_id None, draft fields given) is
         saved inactive first."""
         if campaign_id is None:
+            if Channel(draft.get("channel", Channel.TEXT)) == Channel.EMAIL:
+                self._email_recipient(to)  # a bad address saves nothing
             campaign_id = self.create(active=False, **draft)
         campaign = self.get(campaign_id)
         if campaign.channel == Channel.EMAIL:
@@ -206,13 +208,17 @@ class CampaignService:
                               f"({result.error_code})")
         return campaign_id.hex
 
+    def _email_recipient(self, to: str) -> str:
+        address = self.email_composition.recipient(to) if self.email_composition else None
+        if address is None:
+            raise DomainError(f"{to!r} is not a valid email address")
+        return address
+
     def _test_email(self, campaign: Campaign, to: str) -> tuple[Any, str]:
         if self.email_gateway is None or self.email_composition is None:
             raise DomainError("email is not configured in this process")
         composition = self.email_composition
-        address = composition.recipient(to)
-        if address is None:
-            raise DomainError(f"{to!r} is not a valid email address")
+        address = self._email_recipient(to)
         link = composition.tokens.url(composition.public_url, campaign.id)
         content = dict(campaign.content)
         rendered = composition.render(content, None, MESSAGE, link)

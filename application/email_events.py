@@ -129,11 +129,16 @@ class EmailEventService:
 
     def _hard_bounce(self, comm: Communication, attempt: int,
                      event: EmailEvent) -> list[object]:
-        contact = self.directory.contacts([comm.patient_id]).get(comm.patient_id)
         state = self._state(comm.patient_id)
-        if contact is not None and contact.email:
-            state.bounced(self.contact_keys.email_key(contact.email), event.occurred_at,
-                          event.detail)
+        # The address the bounced attempt went to (recorded on it), not the patient's
+        # current one: a late or repeated bounce must not block an address given since.
+        key = getattr(comm, "address_key", "")
+        if not key:  # an attempt recorded before keys were (none on email: a safeguard)
+            contact = self.directory.contacts([comm.patient_id]).get(comm.patient_id)
+            key = self.contact_keys.email_key(contact.email) if contact and contact.email \
+                else ""
+        if key:
+            state.bounced(key, event.occurred_at, event.detail)
         if comm.purpose == "introduction":
             state.introduction_undelivered(event.occurred_at, comm.id)
         if self._failable(comm):

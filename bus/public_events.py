@@ -164,7 +164,7 @@ RULES: Mapping[str, Rule] = {
     "domain.communication:Communication.Deferred": Public(
         ("until", "reason"), time=None, context=_COMM),
     "domain.communication:Communication.AttemptStarted": Public(
-        ("attempt", "at", "purpose"), context=_COMM),
+        ("attempt", "at", "purpose"), withheld=("address_key",), context=_COMM),
     "domain.communication:Communication.OutcomeUnknown": Public(
         ("attempt", "at", "reason", "code"), context=_COMM),
     "domain.communication:Communication.Accepted": Public(

@@ -83,6 +83,7 @@ class Communication(Aggregate):
         #: what the current attempt sends: the campaign's message, or (email) the
         #: introductory email in its place (domain.email)
         self.purpose = MESSAGE
+        self.address_key = ""  # the current attempt's address, keyed (email only)
         #: the attempt whose provider call was made but whose outcome nobody knows
         self.unknown_attempt: int | None = None
 
@@ -130,7 +131,10 @@ class Communication(Aggregate):
         self.due_at = until
         self.reason = reason
 
-    def start_attempt(self, attempt: int, at: datetime, purpose: str = MESSAGE) -> None:
+    def start_attempt(self, attempt: int, at: datetime, purpose: str = MESSAGE,
+                      address_key: str = "") -> None:
+        """`address_key`: the keyed hash of the address this attempt goes to (email), so a
+        bounce reported later marks that address, not one the patient has had since."""
         if not self.may_attempt(attempt):
             raise DomainError(
                 f"attempt {attempt} cannot start: communication is {self.status} "
@@ -138,12 +142,14 @@ class Communication(Aggregate):
             )
         if purpose not in (MESSAGE, INTRODUCTION):
             raise DomainError(f"unknown attempt purpose {purpose!r}")
-        self._attempt_started(attempt=attempt, at=at, purpose=purpose)
+        self._attempt_started(attempt=attempt, at=at, purpose=purpose, address_key=address_key)
 
     @event("AttemptStarted")
-    def _attempt_started(self, attempt: int, at: datetime, purpose: str = MESSAGE) -> None:
-        # `purpose` has a default: AttemptStarted events stored before email existed load.
+    def _attempt_started(self, attempt: int, at: datetime, purpose: str = MESSAGE,
+                         address_key: str = "") -> None:
+        # Defaults: AttemptStarted events stored before email existed still load.
         self.purpose = purpose
+        self.address_key = address_key
         self.attempts = attempt
         self.status = CommStatus.SENDING
         self.due_at = None

@@ -147,7 +147,8 @@ class Dispatcher:
         ready = self._apply_rate_cap(ready, now, stats, changed)
         for job in ready:
             if not job.reconcile:
-                job.comm.start_attempt(job.intent.attempt, now, job.purpose)
+                job.comm.start_attempt(job.intent.attempt, now, job.purpose,
+                                       job.sender.address_key(job.message))
                 changed[job.comm.id] = job.comm
         if changed:
             self.store.save(*changed.values())  # "attempt started" is durable before any call

@@ -84,6 +84,10 @@ class ChannelSender(ABC):
     def find_sent(self, message: Any, since: datetime) -> SendResult | None:
         """Did the provider take it? Raises ConnectionError when that cannot be known now."""
 
+    def address_key(self, message: Any) -> str:
+        """The keyed hash of where the message goes, recorded on the attempt ("": none)."""
+        return ""
+
     def after_outcome(self, comm: Communication, at: datetime) -> list[Any]:
         """Other aggregates an outcome changes, saved with it (email: the introduction)."""
         return []
@@ -217,6 +221,9 @@ class EmailSender(ChannelSender):
 
     def find_sent(self, message: OutboundEmail, since: datetime) -> SendResult | None:
         return self.gateway.find_sent(message.reference, since)
+
+    def address_key(self, message: OutboundEmail) -> str:
+        return self.contact_keys.email_key(message.to)
 
     def after_outcome(self, comm: Communication, at: datetime) -> list[Any]:
         if not comm.introduced:
