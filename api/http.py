@@ -91,6 +91,7 @@ def create_app(
     health: Health | None = None,
     metrics: Metrics | None = None,
     email: EmailWebhooks | None = None,
+    twilio: bool = True,
 ) -> FastAPI:
     """Every webhook must be signed with `auth_token` for `public_url` + its path (+ query),
     the URL Twilio calls; both are required. Only `insecure_dev_no_signatures=True` (and no
@@ -98,8 +99,13 @@ def create_app(
     answers HELP when the handler itself returns no reply. `health` holds the readiness
     checks (none: always ready), `metrics` the process's metrics (none: a private registry),
     `email` the SES notifications and unsubscribe links (api.webhooks_email; none: not
-    served)."""
-    if insecure_dev_no_signatures:
+    served). `twilio=False` (a clinic sending email only): no Twilio route is served, so
+    there is nothing to sign."""
+    if not twilio:
+        if auth_token or insecure_dev_no_signatures:
+            raise ValueError("no Twilio routes: neither an auth token nor the no-signature "
+                             "mode applies")
+    elif insecure_dev_no_signatures:
         if auth_token:
             raise ValueError("an auth token and the no-signature mode exclude each other")
     elif not auth_token:
@@ -138,41 +144,42 @@ def create_app(
                 return _refuse(403, f"invalid {SIGNATURE_HEADER}")
         return pairs
 
-    @app.post("/webhooks/twilio/sms")
-    async def inbound_text(request: Request) -> Response:
-        form = await read_verified_form(request)
-        if isinstance(form, JSONResponse):
-            return form
-        try:
-            message = parse_inbound(form, now())
-        except WebhookError as exc:
-            return _refuse(400, exc.reason)
-        keyword = keyword_of(message)
-        log.info("inbound text sid=%s keyword=%s", message.message_ref, keyword or "-")
-        reply = await run_in_threadpool(handler.on_text, message)
-        if reply is None and keyword is Keyword.HELP and help_reply is not None:
-            reply = help_reply()
-        return Response(twiml(reply), media_type="application/xml")
+    if twilio:  # an email-only clinic serves no Twilio webhook at all
+        @app.post("/webhooks/twilio/sms")
+        async def inbound_text(request: Request) -> Response:
+            form = await read_verified_form(request)
+            if isinstance(form, JSONResponse):
+                return form
+            try:
+                message = parse_inbound(form, now())
+            except WebhookError as exc:
+                return _refuse(400, exc.reason)
+            keyword = keyword_of(message)
+            log.info("inbound text sid=%s keyword=%s", message.message_ref, keyword or "-")
+            reply = await run_in_threadpool(handler.on_text, message)
+            if reply is None and keyword is Keyword.HELP and help_reply is not None:
+                reply = help_reply()
+            return Response(twiml(reply), media_type="application/xml")
 
-    @app.post("/webhooks/twilio/status")
-    async def delivery_status(request: Request) -> Response:
-        form = await read_verified_form(request)
-        if isinstance(form, JSONResponse):
-            return form
-        try:
-            receipt = parse_status(form, request.query_params.get("ref"), now())
-        except WebhookError as exc:
-            return _refuse(400, exc.reason)
-        log.info("delivery receipt sid=%s ref=%s status=%s",
-                 receipt.provider_ref, receipt.reference, receipt.status)
-        try:
-            await run_in_threadpool(handler.on_receipt, receipt)
-        except ReceiptConflictError:
-            # Not applied, nothing lost: the communication kept changing under it. Asking
-            # for a retry is honest where a 500 would not be.
-            return JSONResponse({"error": "communication busy, retry"}, status_code=503,
-                                headers={"Retry-After": "1"})
-        return Response(status_code=204)
+        @app.post("/webhooks/twilio/status")
+        async def delivery_status(request: Request) -> Response:
+            form = await read_verified_form(request)
+            if isinstance(form, JSONResponse):
+                return form
+            try:
+                receipt = parse_status(form, request.query_params.get("ref"), now())
+            except WebhookError as exc:
+                return _refuse(400, exc.reason)
+            log.info("delivery receipt sid=%s ref=%s status=%s",
+                     receipt.provider_ref, receipt.reference, receipt.status)
+            try:
+                await run_in_threadpool(handler.on_receipt, receipt)
+            except ReceiptConflictError:
+                # Not applied, nothing lost: the communication kept changing under it. Asking
+                # for a retry is honest where a 500 would not be.
+                return JSONResponse({"error": "communication busy, retry"}, status_code=503,
+                                    headers={"Retry-After": "1"})
+            return Response(status_code=204)
 
     if email is not None:
         add_email_routes(app, email)
@@ -271,6 +278,12 @@ def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAP
         return create_app(o.inbound, None, s.public_url, now=o.clock.now,
                           insecure_dev_no_signatures=True, health=health, metrics=metrics,
                           email=email_webhooks(o))
+    twilio_configured = any((s.twilio_account_sid, s.twilio_auth_token,
+                             s.twilio_messaging_service_sid))
+    if s.uses_ses and not twilio_configured:
+        # Email only: SES's notifications (always signature-checked) and unsubscribe links.
+        return create_app(o.inbound, None, s.public_url, now=o.clock.now, health=health,
+                          metrics=metrics, email=email_webhooks(o), twilio=False)
     if not s.twilio_auth_token:
         raise ValueError("webhooks need TWILIO_AUTH_TOKEN and OUTREACH_PUBLIC_URL to verify "
                          "Twilio's signatures (local development with the simulator only: "
