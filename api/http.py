@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.bodies import read_limited
 from api.webhooks_email import EmailWebhooks, add_email_routes
 from application.inbound import InboundHandler
 from application.inbound_service import ReceiptConflictError
@@ -65,19 +66,6 @@ def _refuse(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed `limit`: by its declared length
-    before reading anything, else while streaming, so an oversized body is never buffered
-    whole (a missing or lying Content-Length, or a chunked upload, stops at the limit)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def create_app(
@@ -127,7 +115,7 @@ def create_app(
         content_type = request.headers.get("content-type", "")
         if not content_type.lower().startswith(FORM_TYPE):
             return _refuse(400, f"expected a {FORM_TYPE} body")
-        raw = await _read_limited(request, MAX_BODY_BYTES)
+        raw = await read_limited(request, MAX_BODY_BYTES)
         if raw is None:
             return _refuse(413, f"body larger than {MAX_BODY_BYTES} bytes")
         try:

@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.bodies import read_limited
 from application.email_events import EmailEventService
 from application.inbound_service import ReceiptConflictError
 from application.unsubscribe import InvalidToken
@@ -60,16 +61,6 @@ def _page(title: str, message: str, form_action: str | None = None,
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def add_email_routes(app: FastAPI, hooks: EmailWebhooks) -> None:
@@ -77,7 +68,7 @@ def add_email_routes(app: FastAPI, hooks: EmailWebhooks) -> None:
 
     @app.post("/webhooks/ses")
     async def ses_notification(request: Request) -> Response:
-        raw = await _read_limited(request, sns.MAX_BODY_BYTES)
+        raw = await read_limited(request, sns.MAX_BODY_BYTES)
         if raw is None:
             return JSONResponse({"error": "body too large"}, status_code=413)
         try:
@@ -132,7 +123,7 @@ def add_email_routes(app: FastAPI, hooks: EmailWebhooks) -> None:
 
     @app.post("/unsubscribe/{token}")
     async def unsubscribe(token: str, request: Request) -> HTMLResponse:
-        if await _read_limited(request, MAX_UNSUBSCRIBE_BODY) is None:
+        if await read_limited(request, MAX_UNSUBSCRIBE_BODY) is None:
             return _page("Request too large", "Please use the link in the email.", status=413)
         try:
             result = await run_in_threadpool(hooks.service.unsubscribe, token)
