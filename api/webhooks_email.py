@@ -117,8 +117,8 @@ def add_email_routes(app: FastAPI, hooks: EmailWebhooks) -> None:
             return _page("Link not valid", "This unsubscribe link is not valid. Please "
                          f"contact {org} to stop health reminder emails.", status=404)
         return _page(f"Unsubscribe from {org} emails",
-                     f"Stop health reminder emails from {org}? You will still hear from us "
-                     "about your appointments by other means.",
+                     f"Stop health reminder emails from {org}? Press the button to "
+                     "unsubscribe.",
                      form_action=f"/unsubscribe/{token}")
 
     @app.post("/unsubscribe/{token}")
