@@ -195,9 +195,9 @@ class EmailSender(ChannelSender):
             return Skip(SkipReason.EMAIL_BOUNCED)
         if readiness == Readiness.NEEDS_INTRODUCTION:
             if contact.patient_id in self._introducing:
-                # Another campaign's communication in this batch introduces them now.
-                return Wait(now + timedelta(days=2), "introductory email sent less than two "
-                            "days ago")
+                # Another campaign's communication in this batch introduces them now: look
+                # again shortly, when that introduction is recorded (then: two days on).
+                return Wait(now + timedelta(minutes=10), "introductory email being sent")
             self._introducing.add(contact.patient_id)
             return INTRODUCTION
         if readiness == Readiness.WAIT:

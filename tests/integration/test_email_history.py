@@ -50,3 +50,22 @@ def test_a_bounced_address_shows_under_the_name_not_in_the_history_until_it_chan
     assert sent_to.count("ann.new@example.org") == 1
     assert [c.status for c in o.patients.summary("E1").communications] == [
         "Introductory email needed"]
+
+
+def test_two_campaigns_at_once_send_one_introduction_and_the_second_waits_two_days(
+        make_outreach, tmp_path):
+    o = make_outreach(clock=SimulatedClock(TUESDAY_9AM))
+    import_patients(o, tmp_path, [patient_row("E1", None, email=DELIVERS)])
+    # Given two email campaigns activated together for a patient never introduced
+    first = email_campaign(o, "Mammograms", ["E1"])
+    second = email_campaign(o, "Flu", ["E1"])
+    # When they run for a week
+    EmbeddedRunner(o).run_simulated(TUESDAY_9AM + timedelta(days=7))
+    # Then one introductory email went, and one campaign email two days or more after it
+    sent = sorted(o.email_gateway.sent, key=lambda m: m.at)
+    assert len(sent) == 2
+    intro, campaign_email = sent
+    assert "Health reminders by email" in intro.message.subject
+    assert campaign_email.at - intro.at >= timedelta(days=2)
+    statuses = {o.campaigns.report(cid)[0].status for cid in (first, second)}
+    assert statuses == {"Introductory email needed", "Delivered"}
