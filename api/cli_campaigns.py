@@ -72,8 +72,8 @@ def campaign_create(
                 "status": str(campaign.status), "patients": len(campaign.audience),
                 "start_date": str(campaign.start_date)}) + "\n")
             return
-        console.print(f"{campaign.channel} campaign {cid} saved {campaign.status}: "
-                      f"{len(campaign.audience)} patients, starts {campaign.start_date}")
+        console.print(f"campaign {cid} saved {campaign.status}: {len(campaign.audience)} "
+                      f"patients, starts {campaign.start_date} ({campaign.channel})")
 
 
 def _read_text_file(path: Path) -> str:

@@ -135,9 +135,7 @@ class Dispatcher:
         changed: dict[UUID, Any] = {}
         ready: list[_Job] = []
         for sender in self.senders.values():
-            begin = getattr(sender, "begin_batch", None)
-            if begin is not None:
-                begin()
+            sender.begin_batch()
         for intent, comm in comms:
             campaign = campaigns.get(comm.campaign_id)
             job = self._decide(intent, comm, campaign, contacts.get(comm.patient_id), now,

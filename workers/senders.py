@@ -67,6 +67,9 @@ def _preferences(store: EventStore, patient_id: str) -> PatientPreferences | Non
 class ChannelSender(ABC):
     channel: Channel
 
+    def begin_batch(self) -> None:  # noqa: B027 - a hook most channels do not need
+        """A new batch of intents is about to be decided."""
+
     @abstractmethod
     def decide(self, comm: Communication, campaign: Campaign, contact: PatientContact,
                now: datetime) -> Verdict:
