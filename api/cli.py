@@ -90,7 +90,10 @@ def outreach(verbose: bool | None = None, **kwargs: Any) -> Iterator[Outreach]:
         o = build(configure_logs=True, **kwargs)
     except ValidationError as exc:
         first = exc.errors()[0]
-        fail(f"configuration: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", 2)
+        where = ".".join(str(p) for p in first["loc"])
+        # A rule across settings has no one field, and pydantic prefixes its words.
+        words = str(first["msg"]).removeprefix("Value error, ")
+        fail(f"configuration: {where + ': ' if where else ''}{words}", 2)
         raise  # unreachable, for the type checker
     except ValueError as exc:
         # What the settings cannot check alone: a Twilio account without a sender, an

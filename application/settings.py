@@ -8,7 +8,14 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.calendar import DEFAULT_WINDOWS, SendingCalendar, Window
@@ -177,6 +184,19 @@ class Settings(BaseSettings):
     # tests and air-gapped deployments only. The certificate URL of every message is still
     # checked against SNS's host pattern first; only where the bytes come from changes.
     sns_certificate_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _email_grace_outlasts_a_stale_attempt(self) -> Settings:
+        # A dead dispatcher's email attempt is reconciled once it is stale; SES cannot be
+        # asked, so the attempt waits for SES's Send event until the grace has passed
+        # (counted from 5 s before the attempt). A grace that ends before the first
+        # reconciliation would re-send, at once, emails that went.
+        if self.email_events_grace_seconds <= self.stale_attempt_seconds + 5:
+            raise ValueError(
+                "OUTREACH_EMAIL_EVENTS_GRACE_SECONDS must be more than "
+                "OUTREACH_STALE_ATTEMPT_SECONDS + 5 (the wait for SES's Send event must "
+                "outlast the first reconciliation of a dead dispatcher's attempt)")
+        return self
 
     # -- derived -------------------------------------------------------------------------
     @property

@@ -47,6 +47,10 @@ __all__ = ["DispatchStats", "Dispatcher", "valid_mobile"]
 
 log = structlog.get_logger("dispatcher")
 
+# Saving one outcome again after a conflict: each conflict means the provider's event moved
+# the communication on, after which there is nothing left to record; a few tries suffice.
+OUTCOME_SAVE_ATTEMPTS = 5
+
 
 
 @dataclass
@@ -151,6 +155,7 @@ class Dispatcher:
         if changed:
             self.store.save(*changed.values())  # "attempt started" is durable before any call
         outcomes: dict[UUID, Any] = {}
+        settled: list[tuple[_Job, datetime]] = []
         slots = self._provider_slots(ready, now)
         for job in ready:
             self._wait_for(slots.get(id(job)))
@@ -159,12 +164,36 @@ class Dispatcher:
                 continue  # could not learn whether it went: leave it for a later pass
             at = self.clock.now()
             self._record(job, at, stats)
+            settled.append((job, at))
             outcomes[job.comm.id] = job.comm
             for other in job.sender.after_outcome(job.comm, at):
                 outcomes[other.id] = other
         if outcomes:
-            self.store.save(*outcomes.values())
+            try:
+                self.store.save(*outcomes.values())
+            except IntegrityError:
+                # The provider's own event (an SES Send, a Twilio status callback) reached
+                # `serve` before this save and moved a communication on. The calls are
+                # made: never redo them; record each outcome on its own, on fresh state.
+                self._save_outcomes_one_by_one(settled)
         return stats
+
+    def _save_outcomes_one_by_one(self, settled: list[tuple[_Job, datetime]]) -> None:
+        for job, at in settled:
+            for _ in range(OUTCOME_SAVE_ATTEMPTS):
+                try:
+                    fresh: Communication = self.store.repository.get(job.comm.id)
+                except AggregateNotFoundError:
+                    break
+                if not (fresh.awaiting_outcome and fresh.attempts == job.intent.attempt):
+                    break  # already settled by the provider's event: nothing to add
+                job.comm = fresh
+                self._record(job, at, DispatchStats(), count=False)
+                try:
+                    self.store.save(fresh, *job.sender.after_outcome(fresh, at))
+                    break
+                except IntegrityError:
+                    continue  # moved on again under us: read it once more
 
     # -- steps ---------------------------------------------------------------------------
     def _load_comms(
@@ -338,11 +367,13 @@ class Dispatcher:
                 return
         job.result = job.sender.send(message)
 
-    def _record(self, job: _Job, at: datetime, stats: DispatchStats) -> None:
+    def _record(self, job: _Job, at: datetime, stats: DispatchStats,
+                count: bool = True) -> None:
         result = job.result
         assert result is not None
         comm, attempt = job.comm, job.intent.attempt
-        self._count(job, result, at)
+        if count:
+            self._count(job, result, at)
         if result.unknown:
             # Never a failure: a retry now could text the patient twice. The attempt stays
             # open; once it is stale the provider is asked (see `_call`), or its receipt
