@@ -9,8 +9,8 @@ from starlette.testclient import TestClient
 
 from api.http import serving_app
 from application.clock import SimulatedClock
-from tests.fixtures_app import TUESDAY_9AM
 from tests.fakes.sns_signer import SnsSigner
+from tests.fixtures_app import TUESDAY_9AM
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:outreach-ses-events"
 pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
