@@ -32,6 +32,8 @@ class RetryPolicy:
     ceiling: timedelta = timedelta(hours=6)
     jitter: float = 0.2  # ± fraction of the delay
     max_attempts: int = MAX_ATTEMPTS
+    #: never sooner than this, jitter or not (phone: the guide's three hours)
+    floor: timedelta = timedelta(0)
 
     def delay(self, failed_attempt: int, key: str) -> timedelta:
         if failed_attempt < 1:
@@ -39,7 +41,7 @@ class RetryPolicy:
         raw = min(self.base * (self.factor ** (failed_attempt - 1)), self.ceiling)
         digest = hashlib.sha256(f"{key}:{failed_attempt}".encode()).digest()
         unit = int.from_bytes(digest[:8], "big") / 2**64  # [0, 1)
-        return raw * (1 + self.jitter * (2 * unit - 1))
+        return max(self.floor, raw * (1 + self.jitter * (2 * unit - 1)))
 
     def next_attempt_at(
         self, failed_attempt: int, failed_at: datetime, kind: FailureKind, key: str
@@ -52,8 +54,10 @@ class RetryPolicy:
 
 POLICIES: dict[Channel, RetryPolicy] = {
     Channel.TEXT: RetryPolicy(base=timedelta(minutes=15)),
-    # Phytel: the second phone attempt comes three hours after the first.
-    Channel.PHONE: RetryPolicy(base=timedelta(hours=3), factor=1.0, jitter=0.05),
+    # Phytel: the next phone attempt comes three hours after the last, never sooner (the
+    # jitter only ever adds to it).
+    Channel.PHONE: RetryPolicy(base=timedelta(hours=3), factor=1.0, jitter=0.05,
+                               floor=timedelta(hours=3)),
     Channel.EMAIL: RetryPolicy(base=timedelta(minutes=30)),
     Channel.LETTER: RetryPolicy(base=timedelta(hours=1)),
 }
