@@ -185,6 +185,17 @@ class Settings(BaseSettings):
     # checked against SNS's host pattern first; only where the bytes come from changes.
     sns_certificate_file: Path | None = None
 
+    # Phone calls (issue 11): Twilio Programmable Voice with the same account as texts.
+    # The caller ID campaigns show unless they name one; Twilio's default is 1 call a
+    # second per account, kept across every dispatcher (workers/provider_pace.py).
+    twilio_voice_from_number: str | None = None
+    calls_per_second: float = Field(default=1.0, gt=0)
+    voice: str = "Polly.Joanna"  # the <Say> voice
+    voice_language: str = "en-US"
+    # Pressing 9 in a call opts the patient out of Health Reminders - Phone for this many
+    # days (that opt-out is never permanent: the guide).
+    phone_opt_out_days: int = Field(default=365, ge=1)
+
     @model_validator(mode="after")
     def _email_grace_outlasts_a_stale_attempt(self) -> Settings:
         # A dead dispatcher's email attempt is reconciled once it is stale; SES cannot be

@@ -169,7 +169,7 @@ RULES: Mapping[str, Rule] = {
         ("attempt", "at", "reason", "code"), context=_COMM),
     "domain.communication:Communication.Accepted": Public(
         ("attempt", "at", "provider_ref", "segments"), context=_COMM),
-    "domain.communication:Communication.Delivered": Public(("at",), context=_COMM),
+    "domain.communication:Communication.Delivered": Public(("at", "outcome"), context=_COMM),
     "domain.communication:Communication.IntroductionSent": Public(
         ("attempt", "at", "provider_ref"), context=_COMM),
     "domain.communication:Communication.AttemptFailed": Public(

@@ -209,17 +209,19 @@ class Communication(Aggregate):
         self.provider_ref = provider_ref
         self.last_outcome = "accepted"
 
-    def confirm_delivery(self, at: datetime) -> bool:
-        """A delivery receipt. Returns False (and changes nothing) when it is a duplicate."""
+    def confirm_delivery(self, at: datetime, outcome: str = "") -> bool:
+        """A delivery receipt (a call: answered, by a person or a machine, in `outcome`).
+        Returns False (and changes nothing) when it is a duplicate."""
         if self.status != CommStatus.SENT:
             return False
-        self._delivered(at=at)
+        self._delivered(at=at, outcome=outcome)
         return True
 
     @event("Delivered")
-    def _delivered(self, at: datetime) -> None:
+    def _delivered(self, at: datetime, outcome: str = "") -> None:
+        # `outcome` has a default: Delivered events stored before calls existed still load.
         self.status = CommStatus.DELIVERED
-        self.last_outcome = "delivered"
+        self.last_outcome = outcome or "delivered"
 
     def fail(
         self,

@@ -166,7 +166,7 @@ class CampaignProjection(Projection):
             sets.update(provider_ref=e.provider_ref, last_outcome="introductory email sent",
                         reason="Introductory email needed")
         elif name == "Communication.Delivered":
-            sets.update(last_outcome="delivered")
+            sets.update(last_outcome=getattr(e, "outcome", "") or "delivered")
         elif name == "Communication.AttemptFailed":
             sets.update(last_outcome=e.reason, last_code=e.code, due_at=iso(e.next_attempt_at))
         elif name == "Communication.RetriesExceeded":
