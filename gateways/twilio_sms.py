@@ -134,7 +134,10 @@ class TwilioSmsGateway(SmsGateway):
             candidates = self._client.messages.list(to=to, limit=RECONCILE_LIMIT, **sender)
         except (TwilioException, TwilioServiceException, requests.RequestException,
                 ValueError) as exc:
-            raise ConnectionError("could not list messages at the provider") from exc
+            # `from None`: the chained error's text holds the request URL, and its `To=`
+            # is a patient's number; only its type is worth keeping.
+            raise ConnectionError("could not list messages at the provider "
+                                  f"({type(exc).__name__})") from None
         if since.tzinfo is None:  # the project's clock is UTC; Twilio's dates are aware
             since = since.replace(tzinfo=UTC)
         floor = since.replace(microsecond=0)  # Twilio's dates have whole seconds

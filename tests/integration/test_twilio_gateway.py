@@ -230,3 +230,22 @@ def test_no_phone_number_or_body_reaches_the_logs(
     assert "comm-1:1" in logged  # the adapter does log, by reference and sid
     for secret in (PATIENT, PATIENT.lstrip("+"), "%2B13125550100", "+15005550001", "flu shot"):
         assert secret not in logged
+
+
+def test_find_sents_error_and_its_traceback_carry_no_phone_number() -> None:
+    # Given Twilio unreachable while a lost attempt is being reconciled
+    import socket
+    import traceback
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    closed = TwilioSmsGateway("AC" + "1" * 32, "token", status_callback_base=PUBLIC_URL,
+                              api_base_url=f"http://127.0.0.1:{port}", timeout=1.0,
+                              from_number=SENDER)
+    # Then the error says it could not ask, and neither it nor its traceback (which a log
+    # line may print) names the patient's number (the request URL's To=)
+    with pytest.raises(ConnectionError) as raised:
+        closed.find_sent(PATIENT, BODY, START)
+    printed = "".join(traceback.format_exception(raised.value))
+    assert PATIENT.lstrip("+") not in printed.replace("%2B", "+").replace("+", "")
