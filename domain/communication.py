@@ -50,6 +50,8 @@ class SkipReason(StrEnum):
     INVALID_NUMBER = "invalid number"
     INACTIVE_PATIENT = "patient inactive"
     UNKNOWN_PATIENT = "patient not found"
+    NO_PHONE = "no phone number"
+    NO_ADDRESS = "no usable postal address"
     NO_EMAIL = "no email address"
     INVALID_EMAIL = "invalid email address"
     EMAIL_BOUNCED = "No Communication: Email Bounced"

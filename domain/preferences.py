@@ -45,7 +45,9 @@ class OptOutType(StrEnum):
 # Which opt-out types stop a campaign (a "health reminder") on each channel.
 BLOCKS_CAMPAIGN: dict[Channel, frozenset[OptOutType]] = {
     Channel.TEXT: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_TEXT, OptOutType.ALL_TEXT}),
-    Channel.PHONE: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_PHONE}),
+    # Issue 11 (as for email): Appt Conf - Phone stops campaign calls too.
+    Channel.PHONE: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_PHONE,
+                              OptOutType.APPT_PHONE}),
     # The guide: Appt Conf - Email stops campaign emails too (it is "no email from us").
     Channel.EMAIL: frozenset({OptOutType.GLOBAL, OptOutType.HEALTH_EMAIL,
                               OptOutType.APPT_EMAIL}),

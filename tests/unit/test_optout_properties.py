@@ -149,7 +149,7 @@ def test_an_opt_out_needs_a_reason_and_a_protocol_opt_out_names_its_protocol() -
 # From the Opt Out Settings guide: campaigns are health reminders (Coordinate campaigns).
 EXPECTED_BLOCKS = {
     Channel.TEXT: {OptOutType.GLOBAL, OptOutType.HEALTH_TEXT, OptOutType.ALL_TEXT},
-    Channel.PHONE: {OptOutType.GLOBAL, OptOutType.HEALTH_PHONE},
+    Channel.PHONE: {OptOutType.GLOBAL, OptOutType.HEALTH_PHONE, OptOutType.APPT_PHONE},
     # Appt Conf - Email stops campaign emails too (issue 10: "no email from us" is honoured
     # the conservative way), while Appt Conf - Text/Phone concern appointment reminders only.
     Channel.EMAIL: {OptOutType.GLOBAL, OptOutType.HEALTH_EMAIL, OptOutType.APPT_EMAIL},
@@ -172,8 +172,7 @@ def test_each_opt_out_type_blocks_exactly_the_campaign_channels_it_names(
     assert prefs.blocks_campaign(channel, today) == (kind in EXPECTED_BLOCKS[channel])
 
 
-@pytest.mark.parametrize("kind", [OptOutType.APPT_TEXT, OptOutType.APPT_PHONE,
-                                  OptOutType.PROTOCOL])
+@pytest.mark.parametrize("kind", [OptOutType.APPT_TEXT, OptOutType.PROTOCOL])
 def test_appointment_and_protocol_opt_outs_do_not_block_a_campaign(kind: OptOutType) -> None:
     # Given a patient who opted out of appointment confirmations (or an Outreach protocol)
     prefs = preferences()
