@@ -342,9 +342,11 @@ def main() -> None:
     app.command("list")(list_command)
     app.add_typer(views_app, name="views")
     app.add_typer(patients_app, name="patients")
+    from api.cli_letters import letters_app
     from api.cli_templates import templates_app
 
     app.add_typer(templates_app, name="templates")
+    app.add_typer(letters_app, name="letters")
     sys.exit(_run_app())
 
 

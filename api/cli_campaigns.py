@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,7 +22,8 @@ def campaign_create(
              "(HTML is sanitised); default the template's.")] = None,
     help_number: Annotated[str | None, typer.Option(
         help="The number given in answer to HELP (text: required).")] = None,
-    channel: Annotated[Channel, typer.Option(help="text or email.")] = Channel.TEXT,
+    channel: Annotated[Channel, typer.Option(help="text, email, phone or letter.")]
+    = Channel.TEXT,
     description: Annotated[str, typer.Option(help="Why patients were contacted.")] = "",
     start: Annotated[str | None, typer.Option(help="Start date YYYY-MM-DD (default today).")]
     = None,
@@ -46,20 +47,54 @@ def campaign_create(
     protocol: Annotated[str, typer.Option(
         help="The protocol the campaign belongs to (e.g. Diabetes): that protocol's "
              "opt-outs apply.")] = "",
+    script: Annotated[str | None, typer.Option(help="Phone: what a person hears.")] = None,
+    voicemail: Annotated[str | None, typer.Option(
+        help="Phone: what an answering machine gets (no health information).")] = None,
+    callback_number: Annotated[str | None, typer.Option(
+        help="Phone: the number spoken for calling back.")] = None,
+    caller_id: Annotated[str | None, typer.Option(help="Phone: the caller ID shown.")]
+    = None,
+    provider_name: Annotated[str | None, typer.Option(
+        help="Phone: the provider named in the call (default the patient's PCP).")] = None,
+    care_manager: Annotated[str | None, typer.Option(help="Phone: a care manager's name.")]
+    = None,
+    page_size: Annotated[str | None, typer.Option(help="Letter: Letter or A4.")] = None,
+    greeting: Annotated[bool | None, typer.Option(
+        "--greeting/--no-greeting", help="Letter: \"Dear <first name>,\" on or off.")] = None,
+    return_address: Annotated[str | None, typer.Option(
+        help="Letter: one of the organisation's return addresses.")] = None,
+    letterhead: Annotated[str | None, typer.Option(help="Letter: the letterhead logo.")]
+    = None,
+    mail_date: Annotated[str | None, typer.Option(
+        help="Letter: the date printed (default the start date).")] = None,
 ) -> None:
-    """Create a text or email campaign, saved Inactive unless --active."""
+    """Create a text, email, phone or letter campaign, saved Inactive unless --active."""
     if body_file is not None:
         if body is not None:
             fail("give --body or --body-file, not both", 2)
         body = _read_text_file(body_file)
-    email = {"subject": subject, "template": template, "logo": logo,
-             "from_address": from_address, "from_name": from_name}
-    if channel == Channel.TEXT:
-        given = [f"--{k.replace('_', '-')}" for k, v in email.items() if v is not None]
+    by_channel: dict[Channel, dict[str, Any]] = {
+        Channel.EMAIL: {"subject": subject, "template": template, "logo": logo,
+                        "from_address": from_address, "from_name": from_name},
+        Channel.PHONE: {"template": template, "script": script, "voicemail": voicemail,
+                        "callback_number": callback_number, "caller_id": caller_id,
+                        "provider": provider_name, "care_manager": care_manager},
+        Channel.LETTER: {"page_size": page_size, "greeting": greeting,
+                         "return_address": return_address, "logo": letterhead,
+                         "mail_date": mail_date},
+    }
+    email = dict(by_channel.get(channel, {}))
+    options = {"provider": "provider_name", "logo": "letterhead" if channel == Channel.LETTER
+               else "logo"}
+    for other, fields in by_channel.items():
+        if other == channel:
+            continue
+        given = [f"--{options.get(k, k).replace('_', '-')}" for k, v in fields.items()
+                 if v is not None and k not in by_channel.get(channel, {})]
         if given:
-            fail(f"{', '.join(given)}: only for --channel email", 2)
-        if body is None or help_number is None:
-            fail("a text campaign needs --body and --help-number", 2)
+            fail(f"{', '.join(given)}: only for --channel {other}", 2)
+    if channel == Channel.TEXT and (body is None or help_number is None):
+        fail("a text campaign needs --body and --help-number", 2)
     with outreach() as o:
         cid = o.campaigns.create(name=name, body=body, help_number=help_number,
                                  channel=channel, description=description,

@@ -210,6 +210,8 @@ def demo(
     folder: Annotated[Path, typer.Option(help="Where the demo keeps its data.")]
     = Path("var/demo"),
     emails: Annotated[int, typer.Option(help="Patients the email campaigns reach.")] = 300,
+    letters: Annotated[int, typer.Option(help="Patients the letter campaign reaches.")]
+    = 250,
 ) -> None:
     """Generate patients, build lists from saved views, run a text campaign and two email
     campaigns (introductory emails first, a bounce, a complaint, an unsubscribe click) under
@@ -221,7 +223,8 @@ def demo(
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     settings = Settings(database_url=f"sqlite:///{folder}/outreach.db",
-                        simulator_failure_rate=0.03, log_level="WARNING")
+                        simulator_failure_rate=0.03, log_level="WARNING",
+                        letters_dir=folder / "letters", return_addresses=DEMO_RETURN_ADDRESS)
     start = demo_evening(settings, settings.calendar.today(SystemClock().now()))
     clock = SimulatedClock(start.replace(hour=9))
     with outreach(settings=settings, clock=clock) as o:
@@ -307,6 +310,7 @@ def demo(
             start=later, audience=mailing, active=True)
         console.print(f"  'Care gaps: book your visit' starts {later:%A %d %B}, at least two "
                       "days after the introductory emails")
+        letter_cid = _letter_campaign(o, later, letters)
         finish = datetime.combine(later + timedelta(days=1), time(0), start.tzinfo)
         runner.run_simulated(finish.astimezone(UTC))
         console.heading("6. Reports")
@@ -319,9 +323,34 @@ def demo(
                 ("Email: Care gaps, two days later", second_email)):
             console.print(f"  [bold]{title}[/bold]")
             _print_outcomes(o, email_cid)
+        console.print("  [bold]Letters: Office hours (printed on the start day)[/bold]")
+        _print_outcomes(o, letter_cid)
+        letter_files, where = o.letters.files(letter_cid)
+        for f in letter_files:
+            console.print(f"    {where / str(f['name'])}: {f['kind']}, {f['count']} letters, "
+                          f"{f['pages']} pages", markup=False)
 
 
 MAILBOX_SIMULATOR = ("bounce", "complaint", "ooto")
+DEMO_RETURN_ADDRESS = "Main=Total Healthcare|100 Main St|Springfield, IL 62701"
+
+
+def _letter_campaign(o: Outreach, start: date, size: int) -> UUID:
+    """Letters to active patients (those without a usable postal address are skipped, with
+    the reason), printed by the workers on the start day."""
+    from domain.lists import ListQuery, parse_condition
+
+    query = ListQuery(filters=(parse_condition("Patient Status", "is equal to", "Active"),))
+    audience = list(o.patients.audience_from(query, Channel.LETTER).patient_ids)[:size]
+    cid = o.campaigns.create(
+        name="Office hours", channel=Channel.LETTER, start=start, audience=audience,
+        body="<p>From next month our office opens at <b>8 am</b> on weekdays.</p>"
+             "<ul><li>Same-day appointments: call before 10 am.</li>"
+             "<li>Prescription refills: allow two working days.</li></ul>"
+             "<p>Thank you for choosing Total Healthcare.</p>", active=True)
+    console.print(f"  a letter campaign of {len(audience)} patients starts {start:%A}: the "
+                  "workers print it that morning (200 letters a file, with address labels)")
+    return cid
 
 
 def _use_mailbox_simulator(patients_file: Path) -> dict[str, str]:

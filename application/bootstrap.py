@@ -13,6 +13,7 @@ from application.contact_keys import contact_keys as load_contact_keys
 from application.email_compose import EmailComposition
 from application.email_events import EmailEventService
 from application.inbound_service import InboundService
+from application.letters import LetterService
 from application.logging import configure_logging
 from application.patients import PatientService
 from application.ports import PatientDirectory
@@ -22,9 +23,11 @@ from application.unsubscribe import UnsubscribeTokens
 from domain.clock import Clock
 from domain.preferences import ContactKeys
 from gateways.email import EmailGateway
+from gateways.pdf_letters import PdfLetterPrinter
 from gateways.simulator_email import SimulatorEmailGateway
 from gateways.simulator_sms import SimulatorSmsGateway
 from gateways.sms import SmsGateway
+from gateways.voice import VoiceGateway
 from projections import runner as follower
 from projections.base import Projection
 from projections.campaigns import CampaignProjection
@@ -68,6 +71,20 @@ def build_email_gateway(settings: Settings, clock: Clock) -> EmailGateway:
                                  seed=settings.simulator_seed)
 
 
+def build_voice_gateway(settings: Settings, clock: Clock) -> VoiceGateway:
+    if settings.uses_twilio:
+        from gateways.twilio_voice import TwilioVoiceGateway
+
+        return TwilioVoiceGateway(
+            str(settings.twilio_account_sid), str(settings.twilio_auth_token),
+            from_number=settings.twilio_voice_from_number or settings.twilio_from_number or "",
+            callback_base=settings.public_url, api_base_url=settings.twilio_api_base_url,
+            timeout=settings.twilio_timeout_seconds, calls_per_second=settings.calls_per_second)
+    from gateways.null_voice import NullVoiceGateway
+
+    return NullVoiceGateway()
+
+
 @dataclass
 class Outreach:
     settings: Settings
@@ -84,6 +101,8 @@ class Outreach:
     email_gateway: EmailGateway
     email_composition: EmailComposition
     email: EmailEventService  # SES events and unsubscribe clicks
+    letters: LetterService  # letter files made in the background
+    voice_gateway: VoiceGateway
     projections: list[Projection] = field(default_factory=list)
     _caught_up_to: int | None = field(default=None, repr=False)
 
@@ -112,6 +131,7 @@ def build(
     clock: Clock | None = None,
     gateway: SmsGateway | None = None,
     email_gateway: EmailGateway | None = None,
+    voice_gateway: VoiceGateway | None = None,
     directory: PatientDirectory | None = None,
     configure_logs: bool = False,
 ) -> Outreach:
@@ -134,6 +154,7 @@ def build(
         directory = patients.directory()
     gateway = gateway or build_gateway(settings, clock)
     email_gateway = email_gateway or build_email_gateway(settings, clock)
+    voice_gateway = voice_gateway or build_voice_gateway(settings, clock)
     tokens = UnsubscribeTokens(keys.secret)
     composition = EmailComposition(settings, tokens)
     holder: list[Outreach] = []
@@ -145,11 +166,14 @@ def build(
         settings=settings, clock=clock, store=store, db=db, directory=directory,
         gateway=gateway, limiter=limiter,
         campaigns=CampaignService(store, db, directory, clock, settings, gateway, catch_up,
-                                  email_gateway, composition),
+                                  email_gateway, composition, voice_gateway),
         inbound=InboundService(store, db, clock, settings, keys), patients=patients,
         contact_keys=keys, projections=projections, email_gateway=email_gateway,
         email_composition=composition,
         email=EmailEventService(store, directory, clock, settings, keys, tokens),
+        letters=LetterService(store, db, directory, clock, settings, PdfLetterPrinter(),
+                              catch_up),
+        voice_gateway=voice_gateway,
     )
     holder.append(outreach)
     return outreach

@@ -18,7 +18,15 @@ CONTACT_PRESENT: dict[Channel, str] = {
 }
 
 _CONTACT_COLUMNS = ("p.patient_id, p.first_name, p.last_name, p.status, p.mobile,"
-                    " p.home_phone, p.email, p.appointment_reminders_only, p.pcp_name")
+                    " p.home_phone, p.email, p.appointment_reminders_only, p.pcp_name,"
+                    " p.address_line1, p.address_line2, p.city, p.state, p.postal_code")
+
+
+def postal_lines(line1: str | None, line2: str | None, city: str | None, state: str | None,
+                 postal: str | None) -> tuple[str, ...]:
+    """The address as a letter prints it: street lines, then "City, ST 12345"."""
+    last = f"{city or ''}, {state or ''} {postal or ''}".strip(" ,")
+    return tuple(line for line in (line1, line2, last) if line and line.strip())
 
 
 class SqlPatientDirectory(PatientDirectory):
@@ -35,7 +43,8 @@ class SqlPatientDirectory(PatientDirectory):
                     found[str(row[0])] = PatientContact(
                         patient_id=str(row[0]), first_name=str(row[1]), last_name=str(row[2]),
                         status=str(row[3]), mobile=row[4], home_phone=row[5], email=row[6],
-                        appointment_reminders_only=bool(row[7]), provider=str(row[8] or ""))
+                        appointment_reminders_only=bool(row[7]), provider=str(row[8] or ""),
+                        postal_address=postal_lines(*row[9:14]))
         return found
 
     def default_audience(self, channel: Channel) -> list[str]:

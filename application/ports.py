@@ -22,6 +22,8 @@ class PatientContact:
     email: str | None
     appointment_reminders_only: bool = False
     provider: str = ""  # the patient's provider (PCP) name, for merge fields
+    #: postal address for letters: street line(s), then "City, ST 12345"
+    postal_address: tuple[str, ...] = ()
 
     def address_for(self, channel: Channel) -> str | None:
         if channel == Channel.TEXT:

@@ -196,6 +196,14 @@ class Settings(BaseSettings):
     # days (that opt-out is never permanent: the guide).
     phone_opt_out_days: int = Field(default=365, ge=1)
 
+    # Letters (issue 11): where the letter and label PDFs are written (a shared volume when
+    # several machines run workers), the organisation's return addresses ("Main=Total
+    # Healthcare|100 Main St|Springfield, IL 62701; North=…": name=lines split by |, entries
+    # by ;) and its letterhead logos ("main=/path/logo.png", comma-separated).
+    letters_dir: Path = Path("var/letters")
+    return_addresses: str = ""
+    letter_logos: str = ""
+
     @model_validator(mode="after")
     def _email_grace_outlasts_a_stale_attempt(self) -> Settings:
         # A dead dispatcher's email attempt is reconciled once it is stale; SES cannot be
@@ -235,6 +243,23 @@ class Settings(BaseSettings):
         """The organisation's email logos, name → image URL."""
         pairs = [p.split("=", 1) for p in self.email_logos.split(",") if "=" in p]
         return {name.strip(): url.strip() for name, url in pairs if name.strip()}
+
+    @property
+    def return_address_book(self) -> dict[str, tuple[str, ...]]:
+        """The organisation's return addresses, name → lines (the organisation's name and
+        its address when none is configured)."""
+        book: dict[str, tuple[str, ...]] = {}
+        for entry in self.return_addresses.split(";"):
+            name, _, lines = entry.partition("=")
+            parts = tuple(p.strip() for p in lines.split("|") if p.strip())
+            if name.strip() and parts:
+                book[name.strip()] = parts
+        return book
+
+    @property
+    def letter_logo_files(self) -> dict[str, Path]:
+        pairs = [p.split("=", 1) for p in self.letter_logos.split(",") if "=" in p]
+        return {name.strip(): Path(path.strip()) for name, path in pairs if name.strip()}
 
     @property
     def ses_topics(self) -> list[str]:

@@ -155,6 +155,8 @@ RULES: Mapping[str, Rule] = {
     "domain.campaign:Campaign.Completed": Public(
         ("at", "accepted", "sent", "delivered", "unsuccessful", "introduced")),
     "domain.campaign:Campaign.TestSent": Public(("at", "outcome"), derived=LAST_DIGITS),
+    # Letters: that the files are made, their names and sizes (the files hold the PHI).
+    "domain.campaign:Campaign.LettersReady": Public(("at", "files", "letters", "skipped")),
     # Communications: ids, times, counts and our own short reasons (gateways/twilio_errors.py
     # keeps the provider's words, which can quote the number, out of them).
     "domain.communication:Communication.Planned": Public(

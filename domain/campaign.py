@@ -46,6 +46,20 @@ def check_content(channel: str, content: dict[str, Any]) -> None:
                            ("from_address", "a from address")):
             if not str(content.get(key, "")).strip():
                 raise InvalidContent(f"an email campaign needs {words}")
+    elif channel == Channel.LETTER:
+        if not str(content.get("body", "")).strip():
+            raise InvalidContent("a letter campaign needs a body")
+        if content.get("page_size") not in ("Letter", "A4"):
+            raise InvalidContent("a letter's page size is Letter or A4")
+        if not content.get("return_address"):
+            raise InvalidContent("a letter campaign needs a return address")
+    elif channel == Channel.PHONE:
+        # The full check (template, merge fields, the voicemail's HIPAA words) is the
+        # application's (application/campaign_content.py).
+        for key, words in (("script", "a script"), ("voicemail", "a voicemail script"),
+                           ("callback_number", "a call-back number")):
+            if not str(content.get(key, "")).strip():
+                raise InvalidContent(f"a phone campaign needs {words}")
     elif not content:
         raise InvalidContent(f"a {channel} campaign needs content")
 
@@ -88,6 +102,7 @@ class Campaign(Aggregate):
         self.activated_at: datetime | None = None
         self.finished_at: datetime | None = None
         self.test_sends = 0
+        self.letter_files: list[dict[str, Any]] = []  # letter campaigns: the files made
 
     # -- factory ----------------------------------------------------------------------
     @classmethod
@@ -271,6 +286,20 @@ class Campaign(Aggregate):
                    unsuccessful: int, introduced: int = 0) -> None:
         self.status = CampaignStatus.COMPLETED
         self.finished_at = at
+
+    def letters_ready(self, *, now: datetime, files: list[dict[str, Any]], letters: int,
+                      skipped: int) -> None:
+        """The letter files are made (a worker renders them in the background): staff are
+        told, and download them. `files`: name, kind (letters / labels), count, pages,
+        bytes of each — names only, the files hold the PHI."""
+        if self.channel != Channel.LETTER:
+            raise CampaignRuleViolation("only a letter campaign has letter files")
+        self._letters_ready(at=now, files=files, letters=letters, skipped=skipped)
+
+    @event("LettersReady")
+    def _letters_ready(self, at: datetime, files: list[dict[str, Any]], letters: int,
+                       skipped: int) -> None:
+        self.letter_files = files
 
     def record_test_send(self, *, now: datetime, channel_address_hint: str, outcome: str) -> None:
         """A test send never changes the status. The hint is the last digits only (no PHI)."""

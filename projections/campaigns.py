@@ -183,6 +183,11 @@ class CampaignProjection(Projection):
             + " WHERE communication_id = ?",
             [*sets.values(), comm_id],
         )
+        if name == "Communication.Accepted":
+            # A letter is "sent" when printed for its mail date (which file and place: its
+            # provider_ref, as `campaign attempts` shows).
+            tx.execute("UPDATE communications SET last_outcome = 'letter printed'"
+                       " WHERE communication_id = ? AND channel = 'letter'", (comm_id,))
         if name == "Communication.AttemptStarted" and e.attempt == 1:
             tx.execute("UPDATE communications SET first_attempt_at = ? WHERE communication_id = ?",
                        (at, comm_id))

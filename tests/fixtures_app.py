@@ -64,13 +64,15 @@ def make_outreach(stack: str, tmp_path: Path) -> Iterator[Callable[..., Outreach
     built: list[Outreach] = []
 
     def make(clock: SimulatedClock | None = None, gateway: Any = None,
-             email_gateway: Any = None, **overrides: Any) -> Outreach:
+             email_gateway: Any = None, voice_gateway: Any = None,
+             **overrides: Any) -> Outreach:
         settings = Settings(database_url=stack, **overrides)
         clock = clock or SimulatedClock(TUESDAY_9AM)
         gateway = gateway or SimulatorSmsGateway(
             now=clock.now, failure_rate=settings.simulator_failure_rate,
             seed=settings.simulator_seed)
-        o = build(settings, clock=clock, gateway=gateway, email_gateway=email_gateway)
+        o = build(settings, clock=clock, gateway=gateway, email_gateway=email_gateway,
+                  voice_gateway=voice_gateway)
         built.append(o)
         return o
 

@@ -116,6 +116,9 @@ class EmbeddedRunner:
         o.catch_up()
         self._note_sending_campaigns()
         self.scheduler.tick()
+        # Letters are files, made for a whole campaign at once on its start day.
+        if o.letters.make_due():
+            o.catch_up()
         if self.dispatcher is not None:
             drain(self.dispatcher, self.bus, self.stats)
         self._apply_simulated_email_events()

@@ -82,7 +82,8 @@ class Scheduler:
         rows = self.db.fetchall(
             "SELECT m.communication_id, m.campaign_id, m.patient_id, m.attempts, m.status,"
             " m.due_at FROM communications m JOIN campaigns c ON c.campaign_id = m.campaign_id"
-            " WHERE c.status = 'Pending' AND ("
+            # Letters are made by the letter worker, all at once (application/letters.py).
+            " WHERE c.status = 'Pending' AND m.channel <> 'letter' AND ("
             "  (m.status IN ('Planned', 'Retry Pending') AND m.due_at <= ?)"
             "  OR (m.status = 'Sending' AND m.updated_at <= ?))"
             " AND NOT EXISTS (SELECT 1 FROM issued_intents i"
@@ -175,6 +176,7 @@ class Scheduler:
             " MIN(CASE WHEN m.status = 'Sending' THEN m.updated_at ELSE NULL END)"
             " FROM communications m JOIN campaigns c"
             " ON c.campaign_id = m.campaign_id WHERE c.status = 'Pending'"
+            # Letters count too: at their planned time the letter worker makes them.
             " AND m.status IN ('Planned', 'Retry Pending', 'Sending') GROUP BY m.campaign_id")
         candidates: list[datetime] = []
         for campaign_id, due_text, stuck_text in rows:

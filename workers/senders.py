@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
-import phonenumbers
 from eventsourcing.application import AggregateNotFoundError
 
 from application.ports import PatientContact
@@ -25,6 +24,7 @@ from domain.campaign import Campaign
 from domain.channels import Channel
 from domain.communication import Communication, SkipReason
 from domain.email import INTRODUCTION, MESSAGE, EmailState, Readiness, email_state_id
+from domain.phone_numbers import valid_number
 from domain.preferences import ContactKeys, PatientPreferences, PhoneOptOut, patient_preferences_id
 from domain.sms import DEFAULT_FOOTER, compose
 from gateways.email import EmailGateway, OutboundEmail
@@ -48,12 +48,7 @@ Verdict = Skip | Wait | str
 
 
 def valid_mobile(number: str | None) -> bool:
-    if not number:
-        return False
-    try:
-        return phonenumbers.is_valid_number(phonenumbers.parse(number, "US"))
-    except phonenumbers.NumberParseException:
-        return False
+    return valid_number(number)
 
 
 def _preferences(store: EventStore, patient_id: str) -> PatientPreferences | None:

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 
-def test_the_demo_runs_a_text_and_two_email_campaigns_and_prints_their_reports(
+def test_the_demo_runs_text_email_and_letter_campaigns_and_prints_their_reports(
         tmp_path: Path) -> None:
     ran = subprocess.run(
         [sys.executable, "-c", "from api.cli import main; main()", "demo", "--patients",
-         "400", "--emails", "60", "--folder", str(tmp_path / "demo")],
+         "400", "--emails", "60", "--letters", "40", "--folder", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr[-2000:]
     out = ran.stdout
@@ -30,3 +30,7 @@ def test_the_demo_runs_a_text_and_two_email_campaigns_and_prints_their_reports(
     assert "clicked the one-click unsubscribe link" in out
     tables = out.split("Email: Care gaps, two days later", 1)[1]
     assert "Delivered" in tables and "opted out" in tables
+    # And the letter campaign was printed on its start day: its files are listed
+    assert "Office hours (letter): Completed" in out
+    assert "letter printed" in out
+    assert "-letters-01.pdf: letters" in out and "-labels-01.pdf: labels" in out

@@ -52,9 +52,10 @@ class ScriptedGateway(SimulatorSmsGateway):
         return result
 
 
-def outreach_with_script(make_outreach: Any) -> Outreach:
+def outreach_with_script(make_outreach: Any, **overrides: Any) -> Outreach:
     clock = SimulatedClock(TUESDAY_9AM)
-    o: Outreach = make_outreach(clock=clock, gateway=ScriptedGateway(now=clock.now))
+    o: Outreach = make_outreach(clock=clock, gateway=ScriptedGateway(now=clock.now),
+                                **overrides)
     return o
 
 
@@ -77,7 +78,8 @@ def public_history(o: Outreach) -> list[dict[str, Any]]:
 
 def test_a_week_of_history_publishes_every_public_event_type_each_valid_by_the_schema(
         make_outreach, tmp_path):
-    o = outreach_with_script(make_outreach)
+    o = outreach_with_script(make_outreach, letters_dir=tmp_path / "letters",
+                             return_addresses="Main=Total Healthcare|1 Main St|Austin, TX 78701")
     # Patients imported (PatientImport.Started / Finished)
     import_patients(o, tmp_path, [
         patient_row("P0", DELIVERED), patient_row("P1", ALWAYS_OFF),
@@ -136,6 +138,14 @@ def test_a_week_of_history_publishes_every_public_event_type_each_valid_by_the_s
                        body="<p>Dear {{ first_name }}, it is time to book.</p>",
                        audience=["E1", "E2"], active=True)
     EmbeddedRunner(o).run_simulated(o.clock.now() + timedelta(days=1))
+    # A letter campaign, printed (Campaign.LettersReady)
+    letter = patient_row("L1", None)
+    letter.update({"Address Line 1": "2 Oak St", "City": "Austin", "State": "TX",
+                   "Postal Code": "78701"})
+    import_patients(o, tmp_path, [letter])
+    letters = o.campaigns.create(name="Hours", channel=Channel.LETTER, body="<p>Open at 8.</p>",
+                                 audience=["L1"], active=True)
+    o.letters.make(letters)
 
     # When every stored event is put in its public view (the relay's and the export's)
     history = public_history(o)
@@ -153,7 +163,7 @@ def test_a_week_of_history_publishes_every_public_event_type_each_valid_by_the_s
             assert {"campaign_id", "patient_id", "channel"} <= set(message["data"])
     # And the completion counts sent and delivered apart: P0 delivered; P2 sent (no
     # receipt); P5 sent then (after completion) failed; P1, P3, P4 unsuccessful
-    completed, emails = [m for m in history if m["event_type"] == "Campaign.Completed"]
+    completed, emails, *_ = [m for m in history if m["event_type"] == "Campaign.Completed"]
     assert {k: completed["data"][k] for k in ("accepted", "sent", "delivered",
                                               "unsuccessful")} == {
         "accepted": 3, "sent": 2, "delivered": 1, "unsuccessful": 3}

@@ -30,7 +30,8 @@ def test_a_channel_lists_only_its_own_templates():
     assert {t.channel for t in templates("email")} == {"email"}
     assert [t.name for t in templates("TEXT")] == ["Ad hoc text"]
     assert templates("letter") == []
-    assert len(templates()) == len(templates("email")) + len(templates("text"))
+    assert {t.channel for t in templates("phone")} == {"phone"}
+    assert len(templates()) == sum(len(templates(c)) for c in ("email", "text", "phone"))
 
 
 def test_a_template_is_found_by_name_in_any_letter_case():
