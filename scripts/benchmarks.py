@@ -1,6 +1,6 @@
 """Benchmarks: each figure next to a raw baseline measured in the same run, and their ratio.
 
-    python -m scripts.benchmarks [--quick] [--only kafka appends activation patients email]
+    python -m scripts.benchmarks [--quick] [--only kafka appends activation patients email letters]
                                  [--patients N]
 
 Benchmarks are not tests: nothing here asserts a timing. Every figure is printed beside the
@@ -585,6 +585,9 @@ BENCHMARKS: dict[str, Callable[..., None]] = {
     "webhooks": bench_webhooks,
     "email": lambda servers, sizes, report, workdir: __import__(
         "scripts.bench_email", fromlist=["bench_email"]).bench_email(
+            servers, sizes, report, workdir),
+    "letters": lambda servers, sizes, report, workdir: __import__(
+        "scripts.bench_letters", fromlist=["bench_letters"]).bench_letters(
             servers, sizes, report, workdir),
 }
 
