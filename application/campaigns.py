@@ -72,6 +72,17 @@ class ReportRow:
     due_at: str | None
 
 
+def load_campaign(store: EventStore, campaign_id: UUID) -> Campaign:
+    """The campaign, or NotFound (an unknown id, or the id of something else)."""
+    try:
+        campaign: Campaign = store.repository.get(campaign_id)
+    except AggregateNotFoundError:
+        raise NotFound(f"no campaign {campaign_id}") from None
+    if not isinstance(campaign, Campaign):
+        raise NotFound(f"no campaign {campaign_id}")
+    return campaign
+
+
 class CampaignService:
     def __init__(
         self,
@@ -329,13 +340,7 @@ class CampaignService:
 
     # -- queries -------------------------------------------------------------------------
     def get(self, campaign_id: UUID) -> Campaign:
-        try:
-            campaign: Campaign = self.store.repository.get(campaign_id)
-        except AggregateNotFoundError:
-            raise NotFound(f"no campaign {campaign_id}") from None
-        if not isinstance(campaign, Campaign):
-            raise NotFound(f"no campaign {campaign_id}")
-        return campaign
+        return load_campaign(self.store, campaign_id)
 
     def resolve(self, prefix: str) -> UUID:
         """Accept a full id or an unambiguous prefix, as staff type them."""

@@ -21,6 +21,7 @@ from uuid import UUID
 import structlog
 from eventsourcing.application import AggregateNotFoundError
 
+from application.campaigns import load_campaign
 from application.ports import PatientContact, PatientDirectory
 from application.settings import Settings
 from application.store import EventStore
@@ -28,7 +29,7 @@ from domain.campaign import Campaign
 from domain.channels import Channel
 from domain.clock import Clock
 from domain.communication import Communication, SkipReason
-from domain.errors import CampaignRuleViolation, DomainError, NotFound
+from domain.errors import CampaignRuleViolation, DomainError
 from domain.preferences import PatientPreferences, patient_preferences_id
 from gateways.letters import LetterContent, LetterPrinter, LetterRecipient, address_problem
 from projections.db import Database
@@ -172,12 +173,7 @@ class LetterService:
             mail_date=mail_date, organisation=self.settings.organisation)
 
     def _campaign(self, campaign_id: UUID) -> Campaign:
-        try:
-            campaign: Campaign = self.store.repository.get(campaign_id)
-        except AggregateNotFoundError:
-            raise NotFound(f"no campaign {campaign_id}") from None
-        if not isinstance(campaign, Campaign):
-            raise NotFound(f"no campaign {campaign_id}")
+        campaign = load_campaign(self.store, campaign_id)
         if campaign.channel != Channel.LETTER:
             raise CampaignRuleViolation("not a letter campaign")
         return campaign

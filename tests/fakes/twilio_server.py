@@ -136,7 +136,7 @@ class FakeTwilioServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> FakeTwilioServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), api_handler_for(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="fake-twilio",
@@ -416,7 +416,10 @@ def _post_form(url: str, params: dict[str, str], headers: dict[str, str]) -> int
         return int(refused.code)
 
 
-def _handler_for(fake: FakeTwilioServer) -> type[BaseHTTPRequestHandler]:
+def api_handler_for(fake: Any) -> type[BaseHTTPRequestHandler]:
+    """The HTTP side of a fake Twilio API: each request to `fake._handle(method, path,
+    query, form, authorization)`, its (status, payload) answered as JSON (or the socket
+    dropped for DROP_CONNECTION). Shared by the Messages and the Calls fakes."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self._serve("GET")

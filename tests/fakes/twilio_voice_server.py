@@ -24,19 +24,16 @@ order, or in any order an `order` function returns (a late "ringing" after "comp
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import re
 import secrets
-import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urljoin
 
 from twilio.request_validator import RequestValidator
 
@@ -48,6 +45,7 @@ from tests.fakes.twilio_server import (
     E164,
     ForcedResponse,
     RecordedRequest,
+    api_handler_for,
 )
 from tests.fakes.twilio_voice_calls import (
     FINAL,
@@ -88,7 +86,7 @@ class FakeTwilioVoiceServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> FakeTwilioVoiceServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), api_handler_for(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="fake-twilio-voice",
@@ -396,39 +394,3 @@ class FakeTwilioVoiceServer:
             "first_page_uri": page_uri(0), "previous_page_uri": page_uri(page - 1) if page
             else None, "next_page_uri": page_uri(page + 1) if more else None,
         }
-
-
-def _handler_for(fake: FakeTwilioVoiceServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def _serve(self, method: str) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length).decode() if length else ""
-            status, payload = fake._handle(
-                method, parts.path, parse_qs(parts.query, keep_blank_values=True),
-                parse_qs(raw, keep_blank_values=True), self.headers.get("Authorization"))
-            if status == DROP_CONNECTION:
-                self.close_connection = True
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            data = json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client timed out and left: that was the point of the delay
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # request lines carry To= numbers; tests keep stderr quiet
-
-    return Handler
