@@ -212,6 +212,7 @@ def demo(
     emails: Annotated[int, typer.Option(help="Patients the email campaigns reach.")] = 300,
     letters: Annotated[int, typer.Option(help="Patients the letter campaign reaches.")]
     = 250,
+    calls: Annotated[int, typer.Option(help="Patients the phone campaign reaches.")] = 40,
 ) -> None:
     """Generate patients, build lists from saved views, run a text campaign and two email
     campaigns (introductory emails first, a bounce, a complaint, an unsubscribe click) under
@@ -311,7 +312,10 @@ def demo(
         console.print(f"  'Care gaps: book your visit' starts {later:%A %d %B}, at least two "
                       "days after the introductory emails")
         letter_cid = _letter_campaign(o, later, letters)
-        finish = datetime.combine(later + timedelta(days=1), time(0), start.tzinfo)
+        phone_cid = _phone_campaign(o, later, calls, list(audience.patient_ids))
+        # Through the next sending days too: a line that never answers is tried five times,
+        # three hours apart, inside the phone window (11:00-20:00).
+        finish = datetime.combine(later + timedelta(days=4), time(0), start.tzinfo)
         runner.run_simulated(finish.astimezone(UTC))
         console.heading("6. Reports")
         for row in o.campaigns.campaigns():
@@ -323,6 +327,13 @@ def demo(
                 ("Email: Care gaps, two days later", second_email)):
             console.print(f"  [bold]{title}[/bold]")
             _print_outcomes(o, email_cid)
+        console.print("  [bold]Phone: Flu vaccine calls (busy lines retried 3 hours later)"
+                      "[/bold]")
+        _print_outcomes(o, phone_cid)
+        pressed = o.db.fetchone("SELECT COUNT(*) FROM patient_opt_outs WHERE reason = ?",
+                                ("pressed 9 in a call",))
+        console.print(f"    pressed 9 during the call: {pressed[0] if pressed else 0} opted out "
+                      "of Health Reminders - Phone (for a year, never permanently)")
         console.print("  [bold]Letters: Office hours (printed on the start day)[/bold]")
         _print_outcomes(o, letter_cid)
         letter_files, where = o.letters.files(letter_cid)
@@ -333,6 +344,28 @@ def demo(
 
 MAILBOX_SIMULATOR = ("bounce", "complaint", "ooto")
 DEMO_RETURN_ADDRESS = "Main=Total Healthcare|100 Main St|Springfield, IL 62701"
+
+
+def _phone_campaign(o: Outreach, start: date, size: int, mobiles: list[str]) -> UUID:
+    """A recorded call to patients with a mobile. The voice simulator answers by the number's
+    last digit (gateways/simulator_voice.py): 1 an answering machine (the voicemail is left),
+    2 busy then answered three hours later, 3 no answer, 9 a person who presses 9 to stop
+    these calls; others a person who listens."""
+    contacts = o.directory.contacts(mobiles)
+    by_digit: dict[str, list[str]] = {}
+    for pid in mobiles:
+        number = contacts[pid].mobile if pid in contacts else None
+        if number:
+            by_digit.setdefault(number[-1], []).append(pid)
+    chosen = [ids[0] for digit, ids in sorted(by_digit.items()) if digit in "1239"]
+    audience = [*dict.fromkeys([*chosen, *mobiles])][:size]
+    cid = o.campaigns.create(
+        name="Flu vaccine calls", channel=Channel.PHONE, template="Flu vaccine call",
+        callback_number="(555) 010-0100", start=start, audience=audience, active=True)
+    console.print(f"  a phone campaign of {len(audience)} patients starts {start:%A} 11:00: "
+                  "a person hears the message (press 1 to repeat, 9 to stop these calls), a "
+                  "machine gets a voicemail with no health information")
+    return cid
 
 
 def _letter_campaign(o: Outreach, start: date, size: int) -> UUID:

@@ -28,8 +28,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.bodies import read_limited
 from api.webhooks_email import EmailWebhooks, add_email_routes
+from api.webhooks_voice import add_voice_routes
 from application.inbound import InboundHandler
 from application.inbound_service import ReceiptConflictError
+from application.voice_events import VoiceEventService
 from domain.keywords import Keyword
 from gateways import sns
 from gateways.twilio_webhooks import (
@@ -80,6 +82,7 @@ def create_app(
     metrics: Metrics | None = None,
     email: EmailWebhooks | None = None,
     twilio: bool = True,
+    voice: VoiceEventService | None = None,
 ) -> FastAPI:
     """Every webhook must be signed with `auth_token` for `public_url` + its path (+ query),
     the URL Twilio calls; both are required. Only `insecure_dev_no_signatures=True` (and no
@@ -132,6 +135,8 @@ def create_app(
                 return _refuse(403, f"invalid {SIGNATURE_HEADER}")
         return pairs
 
+    if twilio and voice is not None:
+        add_voice_routes(app, read_verified_form, voice, now)
     if twilio:  # an email-only clinic serves no Twilio webhook at all
         @app.post("/webhooks/twilio/sms")
         async def inbound_text(request: Request) -> Response:
@@ -265,7 +270,7 @@ def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAP
                     "Local development with the simulator only.", INSECURE_FLAG)
         return create_app(o.inbound, None, s.public_url, now=o.clock.now,
                           insecure_dev_no_signatures=True, health=health, metrics=metrics,
-                          email=email_webhooks(o))
+                          email=email_webhooks(o), voice=o.voice)
     twilio_configured = any((s.twilio_account_sid, s.twilio_auth_token,
                              s.twilio_messaging_service_sid))
     if s.uses_ses and not twilio_configured:
@@ -280,7 +285,7 @@ def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAP
         raise ValueError("checking Twilio's signatures needs OUTREACH_PUBLIC_URL, the https "
                          "base URL Twilio calls")
     return create_app(o.inbound, s.twilio_auth_token, s.public_url, now=o.clock.now,
-                      health=health, metrics=metrics, email=email_webhooks(o))
+                      health=health, metrics=metrics, email=email_webhooks(o), voice=o.voice)
 
 
 def email_webhooks(o: Outreach) -> EmailWebhooks:

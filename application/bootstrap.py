@@ -20,6 +20,7 @@ from application.ports import PatientDirectory
 from application.settings import Settings
 from application.store import EventStore, open_event_store, schema_lock
 from application.unsubscribe import UnsubscribeTokens
+from application.voice_events import VoiceEventService
 from domain.clock import Clock
 from domain.preferences import ContactKeys
 from gateways.email import EmailGateway
@@ -80,9 +81,10 @@ def build_voice_gateway(settings: Settings, clock: Clock) -> VoiceGateway:
             from_number=settings.twilio_voice_from_number or settings.twilio_from_number or "",
             callback_base=settings.public_url, api_base_url=settings.twilio_api_base_url,
             timeout=settings.twilio_timeout_seconds, calls_per_second=settings.calls_per_second)
-    from gateways.null_voice import NullVoiceGateway
+    from gateways.simulator_voice import SimulatorVoiceGateway
 
-    return NullVoiceGateway()
+    return SimulatorVoiceGateway(now=clock.now, seed=settings.simulator_seed,
+                                 failure_rate=settings.simulator_failure_rate)
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Outreach:
     email: EmailEventService  # SES events and unsubscribe clicks
     letters: LetterService  # letter files made in the background
     voice_gateway: VoiceGateway
+    voice: VoiceEventService  # calls' callbacks: answers, machines, keys pressed
     projections: list[Projection] = field(default_factory=list)
     _caught_up_to: int | None = field(default=None, repr=False)
 
@@ -174,6 +177,7 @@ def build(
         letters=LetterService(store, db, directory, clock, settings, PdfLetterPrinter(),
                               catch_up),
         voice_gateway=voice_gateway,
+        voice=VoiceEventService(store, directory, clock, settings, voice_gateway),
     )
     holder.append(outreach)
     return outreach

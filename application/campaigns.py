@@ -143,10 +143,6 @@ class CampaignService:
             content = email_content(self.settings, {
                 **fields, "body": body, "help_number": help_number, "protocol": protocol})
         elif channel == Channel.PHONE:
-            # Calls are placed, answered and retried by pieces not all wired yet (issue 11):
-            # a phone campaign would be planned and never called. Refused until then.
-            raise DomainError("the phone channel is not available yet: text, email and "
-                              "letter")
             if body is not None and "script" not in fields:
                 fields["script"] = body
             content = phone_content(self.settings, {**fields, "protocol": protocol or None})
@@ -242,6 +238,8 @@ class CampaignService:
                 raise DomainError(f"{to!r} is not a valid phone number")
             campaign_id = self.create(active=False, **draft)
         campaign = self.get(campaign_id)
+        if campaign.is_final:  # refused before anything is sent
+            raise DomainError(f"cannot send a test: the campaign is {campaign.status}")
         if campaign.channel == Channel.EMAIL:
             result, hint = self._test_email(campaign, to)
         elif campaign.channel == Channel.PHONE:

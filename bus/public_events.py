@@ -172,6 +172,9 @@ RULES: Mapping[str, Rule] = {
     "domain.communication:Communication.Accepted": Public(
         ("attempt", "at", "provider_ref", "segments"), context=_COMM),
     "domain.communication:Communication.Delivered": Public(("at", "outcome"), context=_COMM),
+    "domain.communication:Communication.AnswerDetected": Internal(
+        "a call's answering-machine verdict, kept to classify the call; what it led to is "
+        "published (Delivered.outcome, AttemptFailed.reason)"),
     "domain.communication:Communication.IntroductionSent": Public(
         ("attempt", "at", "provider_ref"), context=_COMM),
     "domain.communication:Communication.AttemptFailed": Public(

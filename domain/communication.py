@@ -313,3 +313,34 @@ class Communication(Aggregate):
         self.status = CommStatus.CANCELLED
         self.reason = reason
         self.due_at = None
+
+    # -- calls (issue 11) ------------------------------------------------------------------
+    # A call is accepted (placed → Sent), then settled by the provider's callbacks:
+    # confirm_delivery(outcome=CallOutcome) for a live answer or a message left, fail(...)
+    # for busy / no answer / failed. What a call needs beyond that is the answering-machine
+    # verdict, which may come before, with or after the final status.
+    def answer_of(self, attempt: int) -> str | None:
+        """The answering-machine verdict heard for `attempt` (Twilio's AnsweredBy), if any."""
+        heard: list[object] | None = getattr(self, "answer", None)
+        if heard and heard[0] == attempt:
+            return str(heard[1])
+        return None
+
+    def note_answer(self, attempt: int, at: datetime, answered_by: str) -> bool:
+        """Keep who (or what) answered the current attempt's call, so a later "completed"
+        without AnsweredBy still classifies. A definite verdict replaces none or "unknown",
+        never the other way round; a repeat changes nothing (returns False)."""
+        who = answered_by.strip().lower()
+        if not who or attempt != self.attempts or self.status not in (
+                CommStatus.SENDING, CommStatus.SENT):
+            return False
+        known = self.answer_of(attempt)
+        if known is not None and (known != "unknown" or who == "unknown"):
+            return False
+        self._answer_detected(attempt=attempt, at=at, answered_by=who)
+        return True
+
+    @event("AnswerDetected")
+    def _answer_detected(self, attempt: int, at: datetime, answered_by: str) -> None:
+        # A list, not a tuple: event state comes back from JSON as lists.
+        self.answer = [attempt, answered_by]

@@ -32,7 +32,12 @@ from workers.resilience import (
     Reconnecting,
     quiet_client_reconnect_logs,
 )
-from workers.runner import EmbeddedRunner, apply_simulated_email_events, make_dispatcher
+from workers.runner import (
+    EmbeddedRunner,
+    apply_simulated_call_events,
+    apply_simulated_email_events,
+    make_dispatcher,
+)
 from workers.startup import require_broker
 
 if TYPE_CHECKING:
@@ -266,6 +271,7 @@ def _dispatch(o: Outreach, group_id: str, stop: threading.Event, health: Health,
             # Without SES, the simulator's events stand in for SNS's (after the commit:
             # they describe outcomes already stored).
             guard.run(partial(apply_simulated_email_events, o), stop)
+            guard.run(partial(apply_simulated_call_events, o), stop)
             log.info("batch_done", intents=len(intents), sent=stats.sent, failed=stats.failed,
                      skipped=stats.skipped, deferred=stats.deferred,
                      duplicates=stats.duplicates)

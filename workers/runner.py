@@ -20,6 +20,7 @@ from workers.provider_pace import ProviderPace
 from workers.resilience import Guard, Lifeline
 from workers.scheduler import Scheduler
 from workers.senders import ChannelSender, EmailSender, TextSender
+from workers.senders_phone import PhoneSender
 
 log = structlog.get_logger("runner")
 
@@ -30,8 +31,10 @@ def make_senders(outreach: Outreach) -> dict[Channel, ChannelSender]:
     calendar = o.settings.calendar
     rate = o.email_gateway.max_send_rate()
     pace = ProviderPace(o.db, "email", rate) if rate else None
+    calls = ProviderPace(o.db, "twilio-voice", o.settings.calls_per_second)
     return {
         Channel.TEXT: TextSender(o.gateway, o.store, o.contact_keys, calendar),
+        Channel.PHONE: PhoneSender(o.voice_gateway, o.store, calendar, calls),
         Channel.EMAIL: EmailSender(o.email_gateway, o.store, o.contact_keys, calendar,
                                    o.email_composition, pace),
     }
@@ -46,6 +49,25 @@ def apply_simulated_email_events(outreach: Outreach) -> int:
     events = drain_events()
     for event in events:
         outreach.email.on_email_event(event)
+    return len(events)
+
+
+def apply_simulated_call_events(outreach: Outreach) -> int:
+    """The voice simulator's callbacks (status, answering machine, keys pressed), applied as
+    `outreach serve` applies Twilio's. Nothing to do with a real provider."""
+    from gateways.twilio_voice_webhooks import AmdResult, CallStatus, GatherResult
+
+    drain_events = getattr(outreach.voice_gateway, "drain_events", None)
+    if drain_events is None:
+        return 0
+    events = drain_events()
+    for event in events:
+        if isinstance(event, CallStatus):
+            outreach.voice.on_status(event)
+        elif isinstance(event, AmdResult):
+            outreach.voice.on_amd(event)
+        elif isinstance(event, GatherResult):
+            outreach.voice.on_gather(event)
     return len(events)
 
 
@@ -128,6 +150,7 @@ class EmbeddedRunner:
 
     def _apply_simulated_email_events(self) -> None:
         apply_simulated_email_events(self.outreach)
+        apply_simulated_call_events(self.outreach)
 
     def _note_sending_campaigns(self) -> None:
         # Before the scheduler's tick: a small campaign may be sent and completed within

@@ -30,6 +30,9 @@ def test_the_demo_runs_text_email_and_letter_campaigns_and_prints_their_reports(
     assert "clicked the one-click unsubscribe link" in out
     tables = out.split("Email: Care gaps, two days later", 1)[1]
     assert "Delivered" in tables and "opted out" in tables
+    # And the phone campaign: live answers, a machine, a busy line retried, a press 9
+    assert "Flu vaccine calls (phone): Completed" in out
+    assert "Live Answer" in out and "Answering Machine - Message Left" in out
     # And the letter campaign was printed on its start day: its files are listed
     assert "Office hours (letter): Completed" in out
     assert "letter printed" in out
