@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError
@@ -31,12 +31,18 @@ from domain.clock import Clock
 from domain.communication import Communication, SkipReason
 from domain.errors import CampaignRuleViolation, DomainError
 from domain.preferences import PatientPreferences, patient_preferences_id
-from gateways.letters import LetterContent, LetterPrinter, LetterRecipient, address_problem
+from gateways.letters import (
+    LetterContent,
+    LetterFile,
+    LetterPrinter,
+    LetterRecipient,
+    address_problem,
+)
 from projections.db import Database
 
 log = structlog.get_logger("letters")
 
-SAVE_CHUNK = 500  # communications per save (two events each)
+SAVE_CHUNK = 500  # skipped communications per save
 MAIL_HOUR = time(9)  # a letter counts as sent on its mail date, at 09:00 local
 
 
@@ -114,18 +120,27 @@ class LetterService:
             to_print.append(comm)
         folder = self.folder(campaign.id)
         folder.mkdir(parents=True, exist_ok=True)
+        # A name of its own for each run: a worker killed half-way and started again prints
+        # the rest into new files, never over files already listed.
+        base = f"{_base_name(campaign)}-{uuid4().hex[:6]}"
         files = self.printer.render(self._content(campaign, mail_date), recipients, folder,
-                                    base_name=_base_name(campaign), progress=progress)
+                                    base_name=base, progress=progress)
+        for start in range(0, len(comms), SAVE_CHUNK):  # the skipped ones
+            self.store.save(*comms[start:start + SAVE_CHUNK])
+        described: list[dict[str, object]] = []
+        labels = {f.first: f for f in files if f.kind == "labels"}
         for made in (f for f in files if f.kind == "letters"):
+            printed: list[Communication] = []
             for place, comm in enumerate(to_print[made.first:made.first + made.count], 1):
                 comm.start_attempt(1, now)
                 comm.accept(1, sent_at, f"{made.path.name}#{place}")
-                comms.append(comm)
-        for start in range(0, len(comms), SAVE_CHUNK):
-            self.store.save(*comms[start:start + SAVE_CHUNK])
-        described: list[dict[str, object]] = [
-            {"name": f.path.name, "kind": f.kind, "count": f.count, "pages": f.pages,
-             "bytes": f.bytes} for f in files]
+                printed.append(comm)
+            pair = [_describe(made)] + ([_describe(labels[made.first])]
+                                        if made.first in labels else [])
+            # The file's letters and its listing in one save: all or nothing.
+            campaign.letter_file_printed(now=now, files=pair)
+            self.store.save(campaign, *printed)
+            described.extend(pair)
         campaign.letters_ready(now=now, files=described, letters=len(recipients),
                                skipped=skipped)
         self.store.save(campaign)
@@ -177,6 +192,11 @@ class LetterService:
         if campaign.channel != Channel.LETTER:
             raise CampaignRuleViolation("not a letter campaign")
         return campaign
+
+
+def _describe(made: LetterFile) -> dict[str, object]:
+    return {"name": made.path.name, "kind": made.kind, "count": made.count,
+            "pages": made.pages, "bytes": made.bytes}
 
 
 def _base_name(campaign: Campaign) -> str:

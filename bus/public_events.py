@@ -157,6 +157,7 @@ RULES: Mapping[str, Rule] = {
     "domain.campaign:Campaign.TestSent": Public(("at", "outcome"), derived=LAST_DIGITS),
     # Letters: that the files are made, their names and sizes (the files hold the PHI).
     "domain.campaign:Campaign.LettersReady": Public(("at", "files", "letters", "skipped")),
+    "domain.campaign:Campaign.LetterFilePrinted": Public(("at", "files")),
     # Communications: ids, times, counts and our own short reasons (gateways/twilio_errors.py
     # keeps the provider's words, which can quote the number, out of them).
     "domain.communication:Communication.Planned": Public(

@@ -287,6 +287,17 @@ class Campaign(Aggregate):
         self.status = CampaignStatus.COMPLETED
         self.finished_at = at
 
+    def letter_file_printed(self, *, now: datetime, files: list[dict[str, Any]]) -> None:
+        """One file of letters (and its labels) is printed; saved with its letters' outcomes,
+        so a worker killed half-way lists exactly the files whose letters it recorded."""
+        if self.channel != Channel.LETTER:
+            raise CampaignRuleViolation("only a letter campaign has letter files")
+        self._letter_file_printed(at=now, files=files)
+
+    @event("LetterFilePrinted")
+    def _letter_file_printed(self, at: datetime, files: list[dict[str, Any]]) -> None:
+        self.letter_files = [*self.letter_files, *files]
+
     def letters_ready(self, *, now: datetime, files: list[dict[str, Any]], letters: int,
                       skipped: int) -> None:
         """The letter files are made (a worker renders them in the background): staff are
@@ -299,7 +310,8 @@ class Campaign(Aggregate):
     @event("LettersReady")
     def _letters_ready(self, at: datetime, files: list[dict[str, Any]], letters: int,
                        skipped: int) -> None:
-        self.letter_files = files
+        # The files were listed as each was printed (LetterFilePrinted); this tells staff.
+        pass
 
     def record_test_send(self, *, now: datetime, channel_address_hint: str, outcome: str) -> None:
         """A test send never changes the status. The hint is the last digits only (no PHI)."""
