@@ -4,6 +4,7 @@ Word, from address and name, merge fields checked now, never at send time)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -19,6 +20,7 @@ from domain.voice import check_script, check_voicemail_script
 
 DEFAULT_EMAIL_TEMPLATE = "Ad hoc email"
 DEFAULT_PHONE_TEMPLATE = "Ad hoc phone call"
+_CARE_MANAGER = re.compile(r"\{\{\s*care_manager\s*\}\}")
 PHONE_FIELDS = ("template", "script", "voicemail", "callback_number", "caller_id",
                 "provider", "care_manager")
 #: what an answering machine hears unless the campaign gives its own: a name, who called
@@ -102,9 +104,20 @@ def phone_content(settings: Settings, given: Mapping[str, Any],
     content.update(fields)
     content["template"] = tpl.name
     script = " ".join(str(content.get("script") or "").split())
-    if not tpl.editable and script != " ".join(tpl.body.split()):
+    template_script = " ".join(tpl.body.split())
+    if not tpl.editable and script != template_script:
         raise InvalidContent(f"the template {tpl.name!r} cannot be edited: keep its script, or "
                              "choose 'Ad hoc phone call' to write your own")
+    for key in ("provider", "care_manager"):
+        value = str(content.get(key) or "")
+        if "\n" in value or len(value) > 100:
+            raise InvalidContent(f"the {key.replace('_', ' ')} must be one short line")
+        content[key] = value.strip()
+    # The care manager is the campaign's, not each patient's: named once, spoken as given.
+    if _CARE_MANAGER.search(script):
+        if not content["care_manager"]:
+            raise InvalidContent("the script names {{ care_manager }}: give --care-manager")
+        script = _CARE_MANAGER.sub(content["care_manager"], script)
     check_script(script, "phone script")
     check_merge_fields(script, "script")
     voicemail = " ".join(str(content.get("voicemail") or "").split())
@@ -115,11 +128,6 @@ def phone_content(settings: Settings, given: Mapping[str, Any],
         raise InvalidContent("a phone campaign needs a call-back number (--callback-number)")
     content.update(script=script, voicemail=voicemail, callback_number=callback,
                    help_number=callback)
-    for key in ("provider", "care_manager"):
-        value = str(content.get(key) or "")
-        if "\n" in value or len(value) > 100:
-            raise InvalidContent(f"the {key.replace('_', ' ')} must be one short line")
-        content[key] = value.strip()
     return content
 
 
