@@ -201,5 +201,5 @@ def campaign_test_send(
         else:
             cid = o.campaigns.test_send(o.campaigns.resolve(campaign_id), to)
         campaign = o.campaigns.get(o.campaigns.resolve(cid))
-        what = "email" if campaign.channel == Channel.EMAIL else "text"
+        what = {"email": "email", "phone": "call"}.get(str(campaign.channel), "text")
         console.print(f"test {what} accepted; campaign {cid} is {campaign.status}")
