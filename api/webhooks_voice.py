@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -54,52 +55,35 @@ def add_voice_routes(app: FastAPI, read_verified_form: ReadForm,
         body = await run_in_threadpool(service.twiml, ref, fields.get("AnsweredBy") or None)
         return Response(body, media_type=XML)
 
-    @app.post(STATUS_PATH)
-    async def call_status(request: Request) -> Response:
+    async def apply(request: Request, parse: Callable[..., Any],
+                    handle: Callable[[Any], Any]) -> Any:
+        """A verified callback, parsed and applied: the service's answer, or the refusal
+        to send back (a Response)."""
         form = await read_verified_form(request)
         if isinstance(form, JSONResponse):
             return form
         try:
-            status = parse_call_status(form, request.query_params.get("ref"), clock())
+            parsed = parse(form, request.query_params.get("ref"), clock())
         except WebhookError as exc:
             return _refuse(400, exc.reason)
-        log.info("call status sid=%s ref=%s status=%s", status.call_sid, status.reference,
-                 status.status)
+        log.info("call callback path=%s sid=%s ref=%s", request.url.path, parsed.call_sid,
+                 parsed.reference)
         try:
-            await run_in_threadpool(service.on_status, status)
+            return await run_in_threadpool(handle, parsed)
         except ReceiptConflictError:
             return _busy()
-        return Response(status_code=204)
+
+    @app.post(STATUS_PATH)
+    async def call_status(request: Request) -> Response:
+        answer = await apply(request, parse_call_status, service.on_status)
+        return answer if isinstance(answer, Response) else Response(status_code=204)
 
     @app.post(AMD_PATH)
     async def call_amd(request: Request) -> Response:
-        form = await read_verified_form(request)
-        if isinstance(form, JSONResponse):
-            return form
-        try:
-            amd = parse_amd(form, request.query_params.get("ref"), clock())
-        except WebhookError as exc:
-            return _refuse(400, exc.reason)
-        log.info("call answered sid=%s ref=%s by=%s", amd.call_sid, amd.reference,
-                 amd.answered_by)
-        try:
-            await run_in_threadpool(service.on_amd, amd)
-        except ReceiptConflictError:
-            return _busy()
-        return Response(status_code=204)
+        answer = await apply(request, parse_amd, service.on_amd)
+        return answer if isinstance(answer, Response) else Response(status_code=204)
 
     @app.post(GATHER_PATH)
     async def call_keys(request: Request) -> Response:
-        form = await read_verified_form(request)
-        if isinstance(form, JSONResponse):
-            return form
-        try:
-            gather = parse_gather(form, request.query_params.get("ref"), clock())
-        except WebhookError as exc:
-            return _refuse(400, exc.reason)
-        log.info("call keys sid=%s ref=%s", gather.call_sid, gather.reference)
-        try:
-            body = await run_in_threadpool(service.on_gather, gather)
-        except ReceiptConflictError:
-            return _busy()
-        return Response(body, media_type=XML)
+        answer = await apply(request, parse_gather, service.on_gather)
+        return answer if isinstance(answer, Response) else Response(answer, media_type=XML)

@@ -143,12 +143,12 @@ class EmbeddedRunner:
             o.catch_up()
         if self.dispatcher is not None:
             drain(self.dispatcher, self.bus, self.stats)
-        self._apply_simulated_email_events()
+        self._apply_simulated_events()
         o.catch_up()
         if self.scheduler.complete_finished():
             o.catch_up()
 
-    def _apply_simulated_email_events(self) -> None:
+    def _apply_simulated_events(self) -> None:
         apply_simulated_email_events(self.outreach)
         apply_simulated_call_events(self.outreach)
 
