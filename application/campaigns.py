@@ -162,13 +162,13 @@ class CampaignService:
             created_by=by or self.settings.user,
         )
         if active:
-            campaign.activate(now=now, calendar=self.calendar)
+            campaign.activate(now=now, calendar=self.calendar, by=by or self.settings.user)
             self.store.save(campaign, *self._plan(campaign, now))
         else:
             self.store.save(campaign)
         return campaign.id
 
-    def edit(self, campaign_id: UUID, **changes: Any) -> None:
+    def edit(self, campaign_id: UUID, *, by: str | None = None, **changes: Any) -> None:
         campaign = self.get(campaign_id)
         now = self.clock.now()
         if campaign.channel == Channel.EMAIL:
@@ -194,19 +194,21 @@ class CampaignService:
         changes.pop("body", None)
         changes.pop("help_number", None)
         campaign.edit(now=now, calendar=self.calendar,
-                      size_cap=self.settings.campaign_size_cap, **changes)
+                      size_cap=self.settings.campaign_size_cap, by=by or self.settings.user,
+                      **changes)
         replan = campaign.is_active and ({"audience", "start_date"} & set(changes))
         self.store.save(campaign, *(self._plan(campaign, now) if replan else ()))
 
-    def activate(self, campaign_id: UUID) -> None:
+    def activate(self, campaign_id: UUID, by: str | None = None) -> None:
         campaign = self.get(campaign_id)
         now = self.clock.now()
-        campaign.activate(now=now, calendar=self.calendar)
+        campaign.activate(now=now, calendar=self.calendar, by=by or self.settings.user)
         self.store.save(campaign, *self._plan(campaign, now))
 
-    def inactivate(self, campaign_id: UUID) -> None:
+    def inactivate(self, campaign_id: UUID, by: str | None = None) -> None:
         campaign = self.get(campaign_id)
-        campaign.inactivate(now=self.clock.now(), calendar=self.calendar)
+        campaign.inactivate(now=self.clock.now(), calendar=self.calendar,
+                            by=by or self.settings.user)
         self.store.save(campaign)
 
     def stop(self, campaign_id: UUID, by: str | None = None) -> int:

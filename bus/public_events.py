@@ -148,9 +148,9 @@ RULES: Mapping[str, Rule] = {
     "domain.campaign:Campaign.Created": Public(
         ("name", "description", "channel", "content", "requested_start", "start_date",
          "audience", "created_at", "created_by"), time="created_at"),
-    "domain.campaign:Campaign.Edited": Public(("at",), derived=CAMPAIGN_CHANGES),
-    "domain.campaign:Campaign.Activated": Public(("at",)),
-    "domain.campaign:Campaign.Inactivated": Public(("at",)),
+    "domain.campaign:Campaign.Edited": Public(("at", "by"), derived=CAMPAIGN_CHANGES),
+    "domain.campaign:Campaign.Activated": Public(("at", "by")),
+    "domain.campaign:Campaign.Inactivated": Public(("at", "by")),
     "domain.campaign:Campaign.Stopped": Public(("at", "by")),
     "domain.campaign:Campaign.Completed": Public(
         ("at", "accepted", "sent", "delivered", "unsuccessful", "introduced")),

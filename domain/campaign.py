@@ -180,6 +180,7 @@ class Campaign(Aggregate):
         now: datetime,
         calendar: SendingCalendar,
         size_cap: int = DEFAULT_SIZE_CAP,
+        by: str = "system",
         **changes: Any,
     ) -> None:
         self._check_changeable("edit", now, calendar)
@@ -206,34 +207,36 @@ class Campaign(Aggregate):
             fields["start_date"] = calendar.next_sending_day(start, channel).isoformat()
         if not fields:
             raise CampaignRuleViolation("nothing to change")
-        self._edited(changes=fields, at=now)
+        self._edited(changes=fields, at=now, by=by)
 
+    # `by` (the signed-in user) was added to Edited, Activated and Inactivated in issue 12;
+    # events stored before it load with "" (the default).
     @event("Edited")
-    def _edited(self, changes: dict[str, Any], at: datetime) -> None:
+    def _edited(self, changes: dict[str, Any], at: datetime, by: str = "") -> None:
         for key, value in changes.items():
             setattr(self, key, value)
 
-    def activate(self, *, now: datetime, calendar: SendingCalendar) -> None:
+    def activate(self, *, now: datetime, calendar: SendingCalendar, by: str = "system") -> None:
         self._check_not_final("activate")
         if self.is_active:
             raise CampaignRuleViolation("the campaign is already active")
         if not self.audience:
             raise CampaignRuleViolation("the campaign has no patients to contact")
-        self._activated(at=now)
+        self._activated(at=now, by=by)
 
     @event("Activated")
-    def _activated(self, at: datetime) -> None:
+    def _activated(self, at: datetime, by: str = "") -> None:
         self.status = CampaignStatus.PENDING
         self.activated_at = at
 
-    def inactivate(self, *, now: datetime, calendar: SendingCalendar) -> None:
+    def inactivate(self, *, now: datetime, calendar: SendingCalendar, by: str = "system") -> None:
         if self.status == CampaignStatus.INACTIVE:
             raise CampaignRuleViolation("the campaign is already inactive")
         self._check_changeable("inactivate", now, calendar)
-        self._inactivated(at=now)
+        self._inactivated(at=now, by=by)
 
     @event("Inactivated")
-    def _inactivated(self, at: datetime) -> None:
+    def _inactivated(self, at: datetime, by: str = "") -> None:
         self.status = CampaignStatus.INACTIVE
 
     def stop(self, *, now: datetime, by: str = "system") -> None:

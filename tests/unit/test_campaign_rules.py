@@ -373,3 +373,27 @@ def test_a_text_campaign_with_an_empty_body_is_refused() -> None:
 def test_a_campaign_needs_a_name() -> None:
     with pytest.raises(CampaignRuleViolation, match="needs a name"):
         draft(name="  ")
+
+
+def test_every_lifecycle_command_records_the_signed_in_user_and_old_events_still_load() -> None:
+    campaign = Campaign.draft(
+        name="Flu", description="", channel=Channel.TEXT, content=text_content(),
+        start=START, audience=["p1"], now=MONDAY_BEFORE, calendar=US,
+        created_by="ana@clinic.example")
+    campaign.edit(now=MONDAY_BEFORE, calendar=US, by="ana@clinic.example", name="Flu 2")
+    campaign.activate(now=MONDAY_BEFORE, calendar=US, by="bo@clinic.example")
+    campaign.inactivate(now=MONDAY_BEFORE, calendar=US, by="cy@clinic.example")
+    events = campaign.collect_events()
+    assert [getattr(e, "by", None) for e in events[1:]] == [
+        "ana@clinic.example", "bo@clinic.example", "cy@clinic.example"]
+    # An Activated stored before `by` existed (issue 12) has no such field: it still applies.
+    older = Campaign.draft(
+        name="Old", description="", channel=Channel.TEXT, content=text_content(),
+        start=START, audience=["p1"], now=MONDAY_BEFORE, calendar=US)
+    older.activate(now=MONDAY_BEFORE, calendar=US)
+    created, activated = older.collect_events()
+    del activated.__dict__["by"]
+    replayed = None
+    for e in (created, activated):
+        replayed = e.mutate(replayed)
+    assert replayed is not None and replayed.status == CampaignStatus.PENDING
