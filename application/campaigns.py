@@ -53,6 +53,7 @@ class CampaignRow:
     start_date: str
     to_contact: int
     completed: int
+    groups: tuple[str, ...] = ()  # the creator's subscriber groups; () = All Subscribers
 
     @property
     def progress(self) -> str:
@@ -123,6 +124,7 @@ class CampaignService:
         active: bool = False,
         by: str | None = None,
         protocol: str = "",
+        groups: Sequence[str] = (),
         **fields: Any,
     ) -> UUID:
         """A text campaign needs `body` and `help_number`; an email campaign takes the
@@ -159,7 +161,7 @@ class CampaignService:
             content=content,
             start=start or self.calendar.today(now), audience=patients, now=now,
             calendar=self.calendar, size_cap=self.settings.campaign_size_cap,
-            created_by=by or self.settings.user,
+            created_by=by or self.settings.user, groups=groups,
         )
         if active:
             campaign.activate(now=now, calendar=self.calendar, by=by or self.settings.user)
@@ -360,11 +362,13 @@ class CampaignService:
         rows = self.db.fetchall(
             "SELECT c.campaign_id, c.name, c.channel, c.status, c.start_date, c.audience_size,"
             " COALESCE(SUM(CASE WHEN m.status IN ('Sent', 'Delivered', 'Unsuccessful',"
-            " 'Skipped', 'Cancelled', 'Introductory email needed') THEN 1 ELSE 0 END), 0)"
+            " 'Skipped', 'Cancelled', 'Introductory email needed') THEN 1 ELSE 0 END), 0),"
+            " c.scope_groups"
             " FROM campaigns c LEFT JOIN communications m ON m.campaign_id = c.campaign_id"
             " GROUP BY c.campaign_id, c.name, c.channel, c.status, c.start_date,"
-            " c.audience_size, c.created_at ORDER BY c.created_at DESC")
-        return [CampaignRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6])) for r in rows]
+            " c.audience_size, c.created_at, c.scope_groups ORDER BY c.created_at DESC")
+        return [CampaignRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]),
+                            tuple(g for g in str(r[7]).split("\n") if g)) for r in rows]
 
     def report(self, campaign_id: UUID) -> list[ReportRow]:
         self.catch_up()

@@ -147,7 +147,7 @@ RULES: Mapping[str, Rule] = {
     # Campaigns: what staff decided; the audience is patient ids.
     "domain.campaign:Campaign.Created": Public(
         ("name", "description", "channel", "content", "requested_start", "start_date",
-         "audience", "created_at", "created_by"), time="created_at"),
+         "audience", "created_at", "created_by", "groups"), time="created_at"),
     "domain.campaign:Campaign.Edited": Public(("at", "by"), derived=CAMPAIGN_CHANGES),
     "domain.campaign:Campaign.Activated": Public(("at", "by")),
     "domain.campaign:Campaign.Inactivated": Public(("at", "by")),

@@ -16,6 +16,7 @@ grants a group, as the guide tells them to).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -122,6 +123,14 @@ class Actor:
     def sees_all(self) -> bool:
         """In "All Subscribers": every patient, list, campaign and reply."""
         return any(g.casefold() == ALL_SUBSCRIBERS.casefold() for g in self.groups)
+
+    def sees_groups(self, groups: Sequence[str]) -> bool:
+        """May see what was made within `groups` (a campaign's, from its creator): every
+        one of them must be among the user's; () means All Subscribers."""
+        if self.sees_all:
+            return True
+        mine = {g.strip().casefold() for g in self.groups}
+        return bool(groups) and {g.strip().casefold() for g in groups} <= mine
 
     @property
     def role_names(self) -> str:

@@ -89,6 +89,7 @@ class Campaign(Aggregate):
         audience: list[str],
         created_at: datetime,
         created_by: str,
+        groups: list[str] | None = None,
     ) -> None:
         self.name = name
         self.description = description
@@ -98,6 +99,10 @@ class Campaign(Aggregate):
         self.start_date = start_date
         self.audience = audience
         self.created_by = created_by
+        # The subscriber groups of the user who created it when that user does not see All
+        # Subscribers (issue 12): only users of those groups see the campaign. Empty: every
+        # campaigns user. Events stored before have none.
+        self.groups = list(groups or [])
         self.status = CampaignStatus.INACTIVE
         self.activated_at: datetime | None = None
         self.finished_at: datetime | None = None
@@ -119,6 +124,7 @@ class Campaign(Aggregate):
         calendar: SendingCalendar,
         size_cap: int = DEFAULT_SIZE_CAP,
         created_by: str = "system",
+        groups: Sequence[str] = (),
     ) -> Campaign:
         if not name.strip():
             raise CampaignRuleViolation("a campaign needs a name")
@@ -136,6 +142,7 @@ class Campaign(Aggregate):
             audience=list(audience),
             created_at=now,
             created_by=created_by,
+            groups=list(groups),
         )
 
     # -- queries -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS campaigns (
     channel TEXT NOT NULL, status TEXT NOT NULL, start_date TEXT NOT NULL,
     requested_start TEXT NOT NULL, audience_size INTEGER NOT NULL, created_by TEXT NOT NULL,
     created_at TEXT NOT NULL, activated_at TEXT, finished_at TEXT, test_sends INTEGER NOT NULL,
-    help_number TEXT NOT NULL DEFAULT ''
+    help_number TEXT NOT NULL DEFAULT '', scope_groups TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS communications (
     communication_id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, patient_id TEXT NOT NULL,
@@ -62,12 +62,22 @@ STATUS_AFTER = {
 }
 
 
+def scope_text(groups: list[str] | None) -> str:
+    """A campaign's groups as stored in campaigns.scope_groups: folded, one per line, with a
+    line break at both ends so `LIKE '%\ngroup\n%'` matches one whole name."""
+    names = sorted({str(g).strip().casefold() for g in groups or () if str(g).strip()})
+    return "\n" + "\n".join(names) + "\n" if names else ""
+
+
 def kind(event: Any) -> str:
     return type(event).__qualname__
 
 
 class CampaignProjection(Projection):
     name = "campaigns"
+    # 2: campaigns.scope_groups, the creator's subscriber groups (issue 12).
+    schema_version = 2
+    own_tables = ("campaigns", "communications", "communication_history", "patient_contacts")
 
     def ddl(self) -> str:
         return DDL + ";" + HISTORY_DDL
@@ -91,11 +101,11 @@ class CampaignProjection(Projection):
             tx.execute(
                 "INSERT INTO campaigns (campaign_id, name, description, channel, status,"
                 " start_date, requested_start, audience_size, created_by, created_at,"
-                " test_sends, help_number) VALUES (?,?,?,?,?,?,?,?,?,?,0,?)"
+                " test_sends, help_number, scope_groups) VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?)"
                 " ON CONFLICT (campaign_id) DO NOTHING",
                 (cid, e.name, e.description, e.channel, "Inactive", e.start_date,
                  e.requested_start, len(e.audience), e.created_by, iso(e.created_at),
-                 str(e.content.get("help_number", ""))),
+                 str(e.content.get("help_number", "")), scope_text(getattr(e, "groups", None))),
             )
         elif name == "Campaign.Edited":
             changes = dict(e.changes)

@@ -397,3 +397,20 @@ def test_every_lifecycle_command_records_the_signed_in_user_and_old_events_still
     for e in (created, activated):
         replayed = e.mutate(replayed)
     assert replayed is not None and replayed.status == CampaignStatus.PENDING
+
+
+def test_a_campaign_made_within_groups_is_seen_only_by_users_of_all_of_them() -> None:
+    from domain.access import ALL_SUBSCRIBERS, Actor
+
+    campaign = Campaign.draft(
+        name="North", description="", channel=Channel.TEXT, content=text_content(),
+        start=START, audience=["p1"], now=MONDAY_BEFORE, calendar=US,
+        created_by="ana@clinic.example", groups=["North Clinic"])
+    assert campaign.groups == ["North Clinic"]
+    north = Actor("1", "n@x", groups=("north clinic",))
+    both = Actor("2", "b@x", groups=("North Clinic", "South Clinic"))
+    south = Actor("3", "s@x", groups=("South Clinic",))
+    everyone = Actor("4", "a@x", groups=(ALL_SUBSCRIBERS,))
+    assert north.sees_groups(campaign.groups) and both.sees_groups(campaign.groups)
+    assert not south.sees_groups(campaign.groups)
+    assert everyone.sees_groups([]) and not north.sees_groups([])
