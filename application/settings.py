@@ -278,3 +278,19 @@ class Settings(BaseSettings):
             return SendingCalendar(ZoneInfo(self.timezone), windows)
         country = holidays_lib.country_holidays(self.holidays.upper())
         return SendingCalendar(ZoneInfo(self.timezone), windows, lambda d: d in country)
+
+    # Staff users and sign-in (issue 12). Lockout: after this many consecutive failed
+    # sign-ins the account is locked, first for login_lockout_minutes, doubling on each
+    # further lockout up to login_lockout_max_hours. Browser sessions end after
+    # session_idle_minutes without a request (automatic logoff) and session_max_hours after
+    # sign-in whatever happens. API tokens of people last api_token_days unless asked for
+    # fewer (at most api_token_max_days); a password-reset token password_reset_hours.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_minutes: float = Field(default=15.0, gt=0)
+    login_lockout_max_hours: float = Field(default=24.0, gt=0)
+    session_idle_minutes: float = Field(default=15.0, gt=0)
+    session_max_hours: float = Field(default=12.0, gt=0)
+    api_token_days: int = Field(default=90, ge=1)
+    api_token_max_days: int = Field(default=365, ge=1)
+    password_reset_hours: float = Field(default=24.0, gt=0)
+    password_min_length: int = Field(default=8, ge=8, le=64)
