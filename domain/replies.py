@@ -30,3 +30,19 @@ class InboundMessage(Aggregate):
         self.body = body
         self.keyword = keyword
         self.received_at = received_at
+        self.handled_by = ""
+        self.handled_at: datetime | None = None
+
+    # -- the inbox (issue 12) ------------------------------------------------------------
+    def mark_handled(self, by: str, at: datetime) -> bool:
+        """A user dealt with this reply. The first mark stands: marking it again (a second
+        user, a double click) changes nothing and returns False."""
+        if self.handled_at is not None:
+            return False
+        self._handled(by=by, at=at)
+        return True
+
+    @event("Handled")
+    def _handled(self, by: str, at: datetime) -> None:
+        self.handled_by = by
+        self.handled_at = at

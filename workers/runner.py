@@ -14,6 +14,7 @@ from application.bootstrap import Outreach
 from application.clock import SimulatedClock
 from bus.intents import InMemoryIntentBus, IntentConsumer, IntentPublisher
 from domain.channels import Channel
+from domain.follow_ups import FOLLOW_UPS_CAMPAIGN_ID
 from workers.dispatcher import Dispatcher, DispatchStats
 from workers.metrics import Metrics
 from workers.provider_pace import ProviderPace
@@ -156,7 +157,8 @@ class EmbeddedRunner:
         # Before the scheduler's tick: a small campaign may be sent and completed within
         # one step, and must still count as run.
         self.campaign_ids.update(str(r[0]) for r in self.outreach.db.fetchall(
-            "SELECT campaign_id FROM campaigns WHERE status = 'Pending'"))
+            "SELECT campaign_id FROM campaigns WHERE status = 'Pending'"
+            " AND campaign_id <> ?", (str(FOLLOW_UPS_CAMPAIGN_ID),)))  # not a campaign
 
     def progress(self) -> Progress:
         now = self.outreach.clock.now()

@@ -16,6 +16,7 @@ from application.store import EventStore
 from bus.intents import IntentPublisher, SendIntent
 from domain.campaign import Campaign
 from domain.clock import Clock
+from domain.follow_ups import FOLLOW_UPS_CAMPAIGN_ID
 from domain.preferences import ContactKeys, keyed_hash
 from projections.db import Database
 from projections.timefmt import iso, parse_iso
@@ -191,8 +192,10 @@ class Scheduler:
         finished = self.db.fetchone(
             "SELECT MIN(last_change) FROM (SELECT MAX(m.updated_at) AS last_change"
             " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
-            " WHERE c.status = 'Pending' GROUP BY c.campaign_id HAVING SUM(CASE WHEN"
-            " m.status IN ('Planned', 'Retry Pending', 'Sending') THEN 1 ELSE 0 END) = 0) f")
+            " WHERE c.status = 'Pending' AND c.campaign_id <> ?"  # follow-ups never complete
+            " GROUP BY c.campaign_id HAVING SUM(CASE WHEN"
+            " m.status IN ('Planned', 'Retry Pending', 'Sending') THEN 1 ELSE 0 END) = 0) f",
+            (str(FOLLOW_UPS_CAMPAIGN_ID),))
         last_change = parse_iso(finished[0]) if finished else None
         if last_change is not None:
             candidates.append(last_change + self.receipt_grace)
@@ -209,10 +212,12 @@ class Scheduler:
             " SUM(CASE WHEN m.status IN ('Unsuccessful', 'Skipped') THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN m.status = 'Introductory email needed' THEN 1 ELSE 0 END)"
             " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
-            " WHERE c.status = 'Pending' GROUP BY c.campaign_id, c.audience_size"
+            " WHERE c.status = 'Pending' AND c.campaign_id <> ?"  # follow-ups never complete
+            " GROUP BY c.campaign_id, c.audience_size"
             " HAVING SUM(CASE WHEN m.status IN ('Planned', 'Retry Pending', 'Sending')"
             " THEN 1 ELSE 0 END) = 0 AND COUNT(*) >= c.audience_size"
-            " AND MAX(m.updated_at) <= ?", (iso(self.clock.now() - self.receipt_grace),))
+            " AND MAX(m.updated_at) <= ?", (str(FOLLOW_UPS_CAMPAIGN_ID),
+                                            iso(self.clock.now() - self.receipt_grace)))
         done = 0
         for campaign_id, sent, delivered, unsuccessful, introduced in rows:
             try:

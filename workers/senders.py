@@ -24,6 +24,7 @@ from domain.campaign import Campaign
 from domain.channels import Channel
 from domain.communication import Communication, SkipReason
 from domain.email import INTRODUCTION, MESSAGE, EmailState, Readiness, email_state_id
+from domain.follow_ups import FollowUp, follow_up_id, is_follow_up
 from domain.phone_numbers import valid_number
 from domain.preferences import ContactKeys, PatientPreferences, PhoneOptOut, patient_preferences_id
 from domain.sms import DEFAULT_FOOTER, compose
@@ -133,8 +134,11 @@ class TextSender(ChannelSender):
 
     def compose(self, comm: Communication, attempt: int, campaign: Campaign,
                 contact: PatientContact, purpose: str) -> OutboundText:
-        body = compose(str(campaign.content.get("body", "")),
-                       str(campaign.content.get("footer", DEFAULT_FOOTER)))
+        words = str(campaign.content.get("body", ""))
+        if is_follow_up(campaign.id):  # a one-to-one text: its own words (domain.follow_ups)
+            follow_up: FollowUp = self.store.repository.get(follow_up_id(comm.id))
+            words = follow_up.body
+        body = compose(words, str(campaign.content.get("footer", DEFAULT_FOOTER)))
         return OutboundText(to=str(contact.mobile), body=body, reference=f"{comm.id}:{attempt}")
 
     def send(self, message: OutboundText) -> SendResult:
