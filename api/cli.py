@@ -16,6 +16,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from api.cli_identity import cli_actor
 from api.console import ScriptConsole
 from application.bootstrap import Outreach, build
 from application.csv_safe import SafeCsvWriter
@@ -158,10 +159,13 @@ def read_ids(path: Path | None) -> list[str] | None:
 def _simple(action: str) -> Callable[[str], None]:
     def command(campaign_id: str) -> None:
         with outreach() as o:
-            cid = o.campaigns.resolve(campaign_id)
-            result = getattr(o.campaigns, action)(cid)
-            extra = f" ({result} communications cancelled)" if action == "stop" else ""
-            console.print(f"campaign {cid} {o.campaigns.get(cid).status}{extra}")
+            actor = cli_actor(o)
+            if action == "stop":
+                detail, cancelled = o.staff.campaigns.stop(actor, campaign_id)
+                extra = f" ({cancelled} communications cancelled)"
+            else:
+                detail, extra = getattr(o.staff.campaigns, action)(actor, campaign_id), ""
+            console.print(f"campaign {detail.campaign_id} {detail.status}{extra}")
     command.__doc__ = {
         "activate": "Set Active: it goes out from its start day in the next window.",
         "inactivate": "Set Inactive (only until midnight before its start day).",
@@ -189,8 +193,8 @@ def campaign_report(
     if as_json and as_csv:
         fail("give --json or --csv, not both", 2)
     with outreach() as o:
-        cid = o.campaigns.resolve(campaign_id)
-        rows = o.campaigns.report(cid)
+        actor = cli_actor(o)
+        rows = o.staff.campaigns.report(actor, campaign_id).rows
         if as_json:
             for r in rows:
                 sys.stdout.write(json.dumps(r.__dict__) + "\n")
@@ -202,7 +206,7 @@ def campaign_report(
             writer.writerows([r.sequence, r.patient_id, r.name, r.contact, r.status,
                               r.attempts, r.last_outcome, r.reason, r.due_at] for r in rows)
             return
-        table = Table(title=f"{o.campaigns.get(cid).name}: report")
+        table = Table(title=f"{o.campaigns.get(o.campaigns.resolve(campaign_id)).name}: report")
         for col in ("#", "patient", "name", "contact", "status", "attempts", "last outcome",
                     "reason"):
             table.add_column(col)
@@ -218,10 +222,11 @@ def campaigns_list(
 ) -> None:
     """Every campaign with its status and progress."""
     with outreach() as o:
-        rows = o.campaigns.campaigns()
+        rows = o.staff.campaigns.campaigns(cli_actor(o))
         if as_json:
             for r in rows:
-                sys.stdout.write(json.dumps({**r.__dict__, "progress": r.progress}) + "\n")
+                line = {**r.__dict__, "groups": list(r.groups), "progress": r.progress}
+                sys.stdout.write(json.dumps(line) + "\n")
             return
         table = Table(title="Campaigns")
         for col in ("id", "name", "channel", "status", "start", "progress"):
@@ -336,7 +341,9 @@ def main() -> None:
     import api.cli_audit  # noqa: F401 - registers `campaign attempts`
     import api.cli_campaigns  # noqa: F401 - registers campaign create, edit and test-send
     from api import cli_ops  # noqa: F401 - registers demo, opt-out, worker and event commands
+    from api.cli_audit_trail import audit_app
     from api.cli_patients import import_app, list_command, patients_app, views_app
+    from api.cli_users import users_app  # also registers login, logout, whoami, password
 
     app.add_typer(import_app, name="import")
     app.command("list")(list_command)
@@ -347,6 +354,8 @@ def main() -> None:
 
     app.add_typer(templates_app, name="templates")
     app.add_typer(letters_app, name="letters")
+    app.add_typer(users_app, name="users")
+    app.add_typer(audit_app, name="audit")
     sys.exit(_run_app())
 
 

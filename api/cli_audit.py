@@ -14,7 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from api.cli import campaign_app, console, fail, outreach
-from application.attempts import campaign_attempts, local_time
+from api.cli_identity import cli_actor
+from application.attempts import local_time
 from application.csv_safe import SafeCsvWriter
 
 ATTEMPTS_CSV_HEADER = ("#", "Patient ID", "Communication ID", "Attempt", "Started At",
@@ -34,9 +35,8 @@ def campaign_attempts_command(
     if as_json and as_csv:
         fail("give --json or --csv, not both", 2)
     with outreach() as o:
-        o.catch_up()  # a prefix is looked up in the campaigns read model
+        rows = o.staff.campaigns.attempts(cli_actor(o), campaign_id)
         campaign = o.campaigns.get(o.campaigns.resolve(campaign_id))
-        rows = campaign_attempts(o.store, campaign.id)
         if as_json:
             sys.stdout.write(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
             return

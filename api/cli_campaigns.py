@@ -7,10 +7,12 @@ import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 
 from api.cli import campaign_app, console, fail, outreach, parse_date, read_ids
+from api.cli_identity import cli_actor
 from domain.channels import Channel
 
 
@@ -96,19 +98,18 @@ def campaign_create(
     if channel == Channel.TEXT and (body is None or help_number is None):
         fail("a text campaign needs --body and --help-number", 2)
     with outreach() as o:
-        cid = o.campaigns.create(name=name, body=body, help_number=help_number,
-                                 channel=channel, description=description,
-                                 start=parse_date(start), audience=read_ids(patients),
-                                 active=active, protocol=protocol, **email)
-        campaign = o.campaigns.get(cid)
+        made = o.staff.campaigns.create(
+            cli_actor(o), name=name, body=body, help_number=help_number, channel=channel,
+            description=description, start=parse_date(start), patients=read_ids(patients),
+            active=active, protocol=protocol, **email)
         if as_json:
             sys.stdout.write(json.dumps({
-                "campaign_id": str(cid), "channel": str(campaign.channel),
-                "status": str(campaign.status), "patients": len(campaign.audience),
-                "start_date": str(campaign.start_date)}) + "\n")
+                "campaign_id": made.campaign_id, "channel": made.channel,
+                "status": made.status, "patients": made.patients,
+                "start_date": made.start_date}) + "\n")
             return
-        console.print(f"campaign {cid} saved {campaign.status}: {len(campaign.audience)} "
-                      f"patients, starts {campaign.start_date} ({campaign.channel})")
+        console.print(f"campaign {made.campaign_id} saved {made.status}: {made.patients} "
+                      f"patients, starts {made.start_date} ({made.channel})")
 
 
 def _read_text_file(path: Path) -> str:
@@ -151,9 +152,9 @@ def campaign_edit(
         if extra and o.campaigns.get(cid).channel != Channel.EMAIL:
             fail(f"{', '.join('--' + k.replace('_', '-') for k in extra)}: only for an "
                  "email campaign", 2)
-        o.campaigns.edit(cid, name=name, body=body, help_number=help_number,
-                         description=description, start_date=parse_date(start),
-                         audience=read_ids(patients), **extra)
+        o.staff.campaigns.edit(cli_actor(o), str(cid), name=name, body=body,
+                               help_number=help_number, description=description,
+                               start=parse_date(start), patients=read_ids(patients), **extra)
         console.print(f"campaign {cid} edited")
 
 
@@ -183,23 +184,24 @@ def campaign_test_send(
             fail("give --body or --body-file, not both", 2)
         body = _read_text_file(body_file)
     with outreach() as o:
+        actor, facade = cli_actor(o), o.staff.campaigns
         if campaign_id is None:
             if channel == Channel.EMAIL:
                 if not name:
                     fail("give a campaign id, or --name (and --subject, --body or a "
                          "--template) for a new email campaign", 2)
-                cid = o.campaigns.test_send(
-                    None, to, name=name, channel=channel, body=body, help_number=help_number,
+                tested = facade.test_send_draft(
+                    actor, to, name=name, channel=channel, body=body, help_number=help_number,
                     subject=subject, template=template, from_address=from_address,
                     from_name=from_name)
             else:
                 if not (name and body and help_number):
                     fail("give a campaign id, or --name, --body and --help-number for a new "
                          "one", 2)
-                cid = o.campaigns.test_send(None, to, name=name, body=body,
-                                            help_number=help_number)
+                tested = facade.test_send_draft(actor, to, name=name, body=body,
+                                                help_number=help_number)
         else:
-            cid = o.campaigns.test_send(o.campaigns.resolve(campaign_id), to)
-        campaign = o.campaigns.get(o.campaigns.resolve(cid))
-        what = {"email": "email", "phone": "call"}.get(str(campaign.channel), "text")
-        console.print(f"test {what} accepted; campaign {cid} is {campaign.status}")
+            tested = facade.test_send(actor, campaign_id, to)
+        what = {"email": "email", "phone": "call"}.get(tested.channel, "text")
+        console.print(f"test {what} accepted; campaign {UUID(tested.campaign_id).hex} is "
+                      f"{tested.status}")

@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from api.cli import console, err, fail, outreach
+from api.cli_identity import cli_actor
 
 letters_app = typer.Typer(no_args_is_help=True, help="A letter campaign's PDF files.")
 
@@ -25,7 +26,7 @@ def letters_make(campaign_id: str, as_json: JsonOpt = False) -> None:
     """Print the letters of an active letter campaign now (the workers do it on the start
     day): skipped patients are counted with their reason."""
     with outreach() as o:
-        cid = o.campaigns.resolve(campaign_id)
+        actor = cli_actor(o)
         with Progress(TextColumn("letters"), BarColumn(), MofNCompleteColumn(), console=err,
                       transient=True, disable=as_json) as bar:
             task = bar.add_task("letters", total=None)
@@ -33,8 +34,9 @@ def letters_make(campaign_id: str, as_json: JsonOpt = False) -> None:
             def show(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            made = o.letters.make(cid, progress=show)
+            made = o.staff.campaigns.letters_make(actor, campaign_id, progress=show)
         if as_json:
+            cid = o.campaigns.resolve(campaign_id)
             sys.stdout.write(json.dumps({"campaign_id": str(cid), "letters": made.letters,
                                          "skipped": made.skipped, "files": made.files,
                                          "folder": str(made.folder)}) + "\n")
@@ -50,8 +52,8 @@ def letters_make(campaign_id: str, as_json: JsonOpt = False) -> None:
 def letters_list(campaign_id: str, as_json: JsonOpt = False) -> None:
     """The campaign's letter files, once they are ready."""
     with outreach() as o:
-        o.catch_up()
-        files, folder = o.letters.files(o.campaigns.resolve(campaign_id))
+        files = o.staff.campaigns.letter_files(cli_actor(o), campaign_id)
+        folder = o.letters.folder(o.campaigns.resolve(campaign_id))
         if as_json:
             sys.stdout.write(json.dumps({"folder": str(folder), "files": files}) + "\n")
             return
@@ -70,15 +72,16 @@ def letters_download(
 ) -> None:
     """Copy the campaign's letter and label files into a folder, to print them."""
     with outreach() as o:
-        o.catch_up()
-        files, folder = o.letters.files(o.campaigns.resolve(campaign_id))
+        actor = cli_actor(o)
+        files = o.staff.campaigns.letter_files(actor, campaign_id)
         if not files:
             fail("the letters are not ready yet")
         try:
             to.mkdir(parents=True, exist_ok=True)
             for f in files:
                 target = to / str(f["name"])
-                shutil.copyfile(folder / str(f["name"]), target)
+                source = o.staff.campaigns.letter_download(actor, campaign_id, str(f["name"]))
+                shutil.copyfile(source, target)
                 console.print(str(target), markup=False)
         except OSError as exc:
             fail(f"cannot copy the letters: {exc.strerror or exc}", 2)

@@ -15,11 +15,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from api.cli import app, console, fail, optout_app, outreach, parse_date, worker_app
+from api.cli_identity import cli_actor
 from application.bootstrap import Outreach
 from application.clock import SimulatedClock, SystemClock
 from application.settings import Settings
 from domain.channels import Channel
-from domain.preferences import Duration, OptOutType, PatientPreferences, patient_preferences_id
+from domain.preferences import OptOutType
 
 
 # -- workers -----------------------------------------------------------------------------
@@ -85,15 +86,9 @@ def optout_add(
         fail(f"unknown opt-out type {type_!r}; valid: {', '.join(t.value for t in OptOutType)}")
         raise
     with outreach() as o:
-        now = o.clock.now()
-        try:
-            prefs: PatientPreferences = o.store.repository.get(patient_preferences_id(patient_id))
-        except Exception:  # noqa: BLE001 - not found: first opt-out of this patient
-            prefs = PatientPreferences(patient_id=patient_id)
-        prefs.opt_out(kind, Duration(until=parse_date(until), days=days),
-                      o.settings.calendar.today(now), now, reason, comment, o.settings.user,
-                      protocol)
-        o.store.save(prefs)
+        o.staff.patients.opt_out_add(cli_actor(o), patient_id, kind.value, reason,
+                                     until=parse_date(until), days=days, comment=comment,
+                                     protocol=protocol)
         console.print(f"patient {patient_id} opted out: {kind}")
 
 
@@ -101,13 +96,7 @@ def optout_add(
 def optout_remove(patient_id: str, types: Annotated[list[str], typer.Option("--type")]) -> None:
     """Restore communications: remove the given current opt-outs."""
     with outreach() as o:
-        try:
-            prefs: PatientPreferences = o.store.repository.get(patient_preferences_id(patient_id))
-        except Exception:  # noqa: BLE001
-            fail(f"patient {patient_id} has no opt-outs")
-            raise
-        prefs.restore(types, o.clock.now(), o.settings.user)
-        o.store.save(prefs)
+        o.staff.patients.opt_out_remove(cli_actor(o), patient_id, types)
         console.print(f"patient {patient_id}: removed {', '.join(types)}")
 
 

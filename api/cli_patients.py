@@ -1,20 +1,18 @@
 """`outreach import …`, `outreach list`, `outreach views …`, `outreach patients …`.
 
-Commands only call the PatientService. Exit codes: 0 done (an import with rejected rows is
-done: the rows are reported), 1 refused by the rules (no such view, not the owner…),
-2 unusable input (unreadable file or wrong header, unknown field or action, nothing to
-search on). Refusals print one line on stderr.
+Commands call the audited PatientsFacade for the signed-in user (api.cli_identity).
+Exit codes: 0 done (an import with rejected rows is done: the rows are reported), 1 refused
+by the rules (no such view, not the owner…), 2 unusable input (unreadable file or wrong
+header, unknown field or action, nothing to search on). Refusals print one line on stderr.
 
 `make_cli(factory)` builds the Typer apps around a factory that returns the application
-(anything with `.patients` and `.close()`); the module-level apps use
+(anything with `.patients`, `.staff.patients`, `.users` and `.close()`); the module-level apps use
 `application.bootstrap.build`, tests pass their own factory.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,15 +24,17 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from api.cli_identity import cli_actor
 from api.console import ScriptConsole
 from api.patient_card import print_summary_card
 from application.csv_safe import SafeCsvWriter
 from application.import_projector import ImportProjectionError
 from application.patients import ListResult, PatientService, SavedView
 from application.patients_import import ImportFileError, ImportSummary
-from domain.channels import Channel
+from application.staff_patients import ListOptions, PatientsFacade, UnusableSearch
+from domain.access import Actor, Permission
 from domain.errors import DomainError
-from domain.lists import FIELDS_BY_KEY, Focus, ListError, ListQuery, build_query
+from domain.lists import FIELDS_BY_KEY, Focus, ListError
 from domain.patients import ImportKind
 from projections.patient_search import SearchTextError
 
@@ -49,8 +49,14 @@ def default_factory() -> Any:
     return build(configure_logs=True)
 
 
-def default_user() -> str:
-    return os.environ.get("OUTREACH_USER") or getpass.getuser()
+@dataclass(frozen=True)
+class SignedIn:
+    """One command's access: the service (for what only the command line does, like an
+    import's rejects folder), the audited facade, and the signed-in user (api.cli_identity)."""
+
+    patients: PatientService
+    facade: PatientsFacade
+    actor: Actor
 
 
 @dataclass
@@ -74,8 +80,6 @@ ProviderOpt = Annotated[list[str] | None, typer.Option(
     "--provider", help="Scope: a provider id (repeatable). Default: All Subscribers.")]
 GroupOpt = Annotated[list[str] | None, typer.Option(
     "--group", help="Scope: a provider group (repeatable).")]
-UserOpt = Annotated[str | None, typer.Option(
-    "--user", help="Who you are (default: $OUTREACH_USER or your login).")]
 ViewOpt = Annotated[str | None, typer.Option("--view", "-v", help="Start from a saved view.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
 
@@ -90,15 +94,15 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
         raise typer.Exit(code)
 
     @contextmanager
-    def service() -> Iterator[PatientService]:
+    def service() -> Iterator[SignedIn]:
         try:
             app = factory()
         except ValidationError as exc:
             first = exc.errors()[0]
             fail(f"configuration: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", 2)
         try:
-            yield app.patients
-        except (ImportFileError, ListError, SearchTextError) as exc:
+            yield SignedIn(app.patients, app.staff.patients, cli_actor(app))
+        except (ImportFileError, ListError, SearchTextError, UnusableSearch) as exc:
             fail(str(exc), 2)
         except ImportProjectionError as exc:
             fail(f"{exc}. The rows recorded so far are kept; import the file again to add"
@@ -107,27 +111,6 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
             fail(str(exc), 1)
         finally:
             app.close()
-
-    def query_from(patients: PatientService, user: str, view: str | None, filters: list[str],
-                   sort: list[str], columns: list[str], focus: str | None,
-                   providers: list[str], groups: list[str], page: int = 1,
-                   page_size: int | None = None) -> ListQuery:
-        """A saved view modified by the options, or a new definition from them."""
-        base = patients.find_view(user, view).query if view else ListQuery()
-        chosen_focus = Focus(focus) if focus else base.focus
-        if focus and view and chosen_focus != base.focus:
-            raise ListError("a view's focus cannot be changed: build a new list instead")
-        extra = build_query(focus=chosen_focus, filters=filters, sort=sort,
-                            columns=_split(columns), providers=providers, groups=groups)
-        return ListQuery(
-            focus=chosen_focus,
-            scope=extra.scope if (providers or groups) else base.scope,
-            filters=base.filters + extra.filters,
-            sort=extra.sort or base.sort,
-            columns=extra.columns or base.columns,
-            page=page,
-            page_size=page_size or base.page_size,
-        )
 
     # -- import ------------------------------------------------------------------------------
 
@@ -181,9 +164,14 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
             as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
             = False,
         ) -> None:
-            with service() as patients:
-                summary = patients.import_file(kind, file, rejects, encoding=encoding,
-                                               delimiter=delimiter)
+            with service() as signed, signed.facade.audited(
+                    signed.actor, Permission.IMPORTS_RUN, "imports.run",
+                    target=kind.value) as note:
+                summary = signed.patients.import_file(kind, file, rejects, encoding=encoding,
+                                                      delimiter=delimiter)
+                note.target = str(summary.import_id or kind.value)
+                note.detail = (f"{kind.value}: {summary.rows} rows, {summary.accepted} "
+                               f"accepted, {summary.rejected} rejected")
             if as_json:
                 print(json.dumps(summary_json(summary), ensure_ascii=False))
             else:
@@ -205,14 +193,12 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
         page_size: Annotated[int | None, typer.Option(help="Rows per page (max 1000).")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
         as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
-        user: UserOpt = None,
     ) -> None:
         """Run a patient list: a saved view (optionally with more filters) or filters."""
-        with service() as patients:
-            query = query_from(patients, user or default_user(), view, filters or [], sort or [],
-                               columns or [], focus, provider or [], group or [], page,
-                               page_size)
-            result = patients.list(query)
+        options = ListOptions(view, filters or [], sort or [], columns or [], focus,
+                              provider or [], group or [], page, page_size)
+        with service() as signed:
+            result = signed.facade.list(signed.actor, options)
         if as_json:
             print(json.dumps({"total": result.total, "page": result.page,
                               "pages": result.pages, "focus": result.focus.value,
@@ -262,21 +248,21 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
         out.print(table)
 
     @views_app.command("list")
-    def views_list(user: UserOpt = None, as_json: JsonOpt = False) -> None:
+    def views_list(as_json: JsonOpt = False) -> None:
         """The views you can open: built-ins, your own, and those shared with you."""
-        with service() as patients:
-            views = patients.views(user or default_user())
+        with service() as signed:
+            views = signed.facade.views(signed.actor)
         if as_json:
             print_json([_view_json(v) for v in views])
         else:
             print_views(views)
 
     @views_app.command("show")
-    def views_show(name: str, user: UserOpt = None, as_json: JsonOpt = False) -> None:
+    def views_show(name: str, as_json: JsonOpt = False) -> None:
         """A view's definition (JSON either way; --json for the house rule)."""
         del as_json
-        with service() as patients:
-            view = patients.find_view(user or default_user(), name)
+        with service() as signed:
+            view = signed.facade.view(signed.actor, name)
         print(json.dumps(_view_json(view), indent=2, ensure_ascii=False))
 
     @views_app.command("save")
@@ -286,14 +272,12 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
             "--from", help="Start from this view (modify and save under a new name).")] = None,
         filters: FilterOpt = None, sort: SortOpt = None, columns: ColumnsOpt = None,
         focus: FocusOpt = None, provider: ProviderOpt = None, group: GroupOpt = None,
-        user: UserOpt = None,
     ) -> None:
         """Save a list definition as a new view."""
-        who = user or default_user()
-        with service() as patients:
-            query = query_from(patients, who, view, filters or [], sort or [], columns or [],
-                               focus, provider or [], group or [])
-            saved = patients.save_view(who, name, query)
+        options = ListOptions(view, filters or [], sort or [], columns or [], focus,
+                              provider or [], group or [])
+        with service() as signed:
+            saved = signed.facade.save_view(signed.actor, name, options)
         out.print(f"saved view {saved.name!r} ({saved.view_id})", markup=False)
 
     @views_app.command("update")
@@ -301,49 +285,39 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
         name: Annotated[str, typer.Argument(help="The view to change (name or id).")],
         rename: Annotated[str | None, typer.Option(help="A new name.")] = None,
         filters: FilterOpt = None, sort: SortOpt = None, columns: ColumnsOpt = None,
-        provider: ProviderOpt = None, group: GroupOpt = None, user: UserOpt = None,
+        provider: ProviderOpt = None, group: GroupOpt = None,
     ) -> None:
         """Change your view: given filters replace its filters; sort, columns and scope
         likewise; --rename renames it."""
-        who = user or default_user()
-        with service() as patients:
-            current = patients.find_view(who, name).query
-            given = build_query(focus=current.focus, filters=filters or [], sort=sort or [],
-                                columns=_split(columns or []), providers=provider or [],
-                                groups=group or [])
-            query = ListQuery(
-                focus=current.focus,
-                scope=given.scope if (provider or group) else current.scope,
-                filters=given.filters if filters else current.filters,
-                sort=given.sort or current.sort, columns=given.columns or current.columns,
-                page_size=current.page_size)
-            updated = patients.update_view(who, name, query, rename)
+        options = ListOptions(None, filters or [], sort or [], columns or [], None,
+                              provider or [], group or [])
+        with service() as signed:
+            updated = signed.facade.update_view(signed.actor, name, options, rename)
         out.print(f"updated view {updated.name!r}", markup=False)
 
     @views_app.command("delete")
-    def views_delete(name: str, user: UserOpt = None) -> None:
+    def views_delete(name: str) -> None:
         """Delete your view."""
-        with service() as patients:
-            patients.delete_view(user or default_user(), name)
+        with service() as signed:
+            signed.facade.delete_view(signed.actor, name)
         out.print(f"deleted view {name!r}", markup=False)
 
     @views_app.command("share")
     def views_share(
         name: Annotated[str, typer.Argument(help="Your view (name or id).")],
         users: Annotated[list[str], typer.Argument(help="Users to share it with.")],
-        user: UserOpt = None,
     ) -> None:
         """Share your view with other users (they can open it and copy it)."""
-        with service() as patients:
-            shared = patients.share_view(user or default_user(), name, users)
+        with service() as signed:
+            shared = signed.facade.share_view(signed.actor, name, users)
         out.print(f"view {shared.name!r} shared with {', '.join(shared.shared_with)}",
                   markup=False)
 
     @views_app.command("unshare")
-    def views_unshare(name: str, users: list[str], user: UserOpt = None) -> None:
+    def views_unshare(name: str, users: list[str]) -> None:
         """Stop sharing your view with these users."""
-        with service() as patients:
-            shared = patients.unshare_view(user or default_user(), name, users)
+        with service() as signed:
+            shared = signed.facade.unshare_view(signed.actor, name, users)
         out.print(f"view {shared.name!r} shared with {', '.join(shared.shared_with) or 'nobody'}",
                   markup=False)
 
@@ -358,8 +332,8 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
     ) -> None:
         """Find patients contacted in the last 90 days or with a confirmed appointment in the
         last two years (at most 100, by last, first, middle name)."""
-        with service() as patients:
-            result = patients.search(text)
+        with service() as signed:
+            result = signed.facade.search(signed.actor, text)
         if as_json:
             # One shape whatever matched: the hits, and the summary when exactly one did.
             print_json({"patients": [asdict(h) for h in result.hits], "more": result.more,
@@ -382,8 +356,8 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
     @patients_app.command("show")
     def patients_show(patient_id: str, as_json: JsonOpt = False) -> None:
         """A patient's summary: details, appointments, care gaps, opt-outs, history."""
-        with service() as patients:
-            summary = patients.summary(patient_id)
+        with service() as signed:
+            summary = signed.facade.summary(signed.actor, patient_id)
         if as_json:
             print_json(asdict(summary))
         else:
@@ -403,7 +377,6 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
         ids_file: Annotated[Path | None, typer.Option(
             "--ids", help="Only these patients (one id a line), chosen from the list: ids "
                           "not on it are left out.")] = None,
-        user: UserOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Check a whole list, or patients chosen from it, as a campaign audience (size cap,
@@ -416,14 +389,11 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
                 raise typer.BadParameter(f"cannot read {ids_file}: {exc.strerror or exc}",
                                          param_hint="--ids") from None
             chosen = [line.strip() for line in text.splitlines() if line.strip()]
-        with service() as patients:
-            query = query_from(patients, user or default_user(), view, filters or [], [], [],
-                               focus, provider or [], group or [])
-            check = patients.audience_from(
-                query if chosen is None else chosen, Channel(channel),
-                remove_inactive=not keep_inactive,
-                remove_appointment_reminders_only=not keep_reminders_only,
-                within=None if chosen is None else query)
+        options = ListOptions(view, filters or [], (), (), focus, provider or [], group or [])
+        with service() as signed:
+            check = signed.facade.audience(signed.actor, options, channel, chosen,
+                                           keep_inactive=keep_inactive,
+                                           keep_reminders_only=keep_reminders_only)
         if out_file and check.patient_ids:
             out_file.write_text("".join(f"{pid}\n" for pid in check.patient_ids),
                                 encoding="utf-8")

@@ -244,6 +244,16 @@ def _answer_outages_with_503(app: FastAPI) -> None:
 
 
 def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAPI:
+    """The webhooks and probes (`webhook_app`), with the staff API (api/staff) on the same
+    app: staff routes always need a signed-in user, whatever the webhooks' mode."""
+    from api.staff.app import add_staff_routes
+
+    app = webhook_app(o, insecure_dev_no_signatures)
+    add_staff_routes(app, o.staff, now=o.clock.now)
+    return app
+
+
+def webhook_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAPI:
     """The app `outreach serve` runs. Refuses (ValueError, one line naming the setting to
     give) to serve without what signatures need: the auth token and OUTREACH_PUBLIC_URL.
     The development mode without checks is allowed only with the simulator gateway: with

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from application.audit import AuditTrail
 from application.campaigns import CampaignService
 from application.clock import SystemClock
 from application.contact_keys import contact_keys as load_contact_keys
@@ -18,8 +19,11 @@ from application.logging import configure_logging
 from application.patients import PatientService
 from application.ports import PatientDirectory
 from application.settings import Settings
+from application.staff import Staff, build_staff
+from application.staff_replies import build_replies
 from application.store import EventStore, open_event_store, schema_lock
 from application.unsubscribe import UnsubscribeTokens
+from application.users import UserService
 from application.voice_events import VoiceEventService
 from domain.clock import Clock
 from domain.preferences import ContactKeys
@@ -106,7 +110,11 @@ class Outreach:
     letters: LetterService  # letter files made in the background
     voice_gateway: VoiceGateway
     voice: VoiceEventService  # calls' callbacks: answers, machines, keys pressed
+    users: UserService  # staff users, sign-in, tokens, sessions
+    audit: AuditTrail  # who did and saw what (append-only, in the event store)
     projections: list[Projection] = field(default_factory=list)
+    # The access-checked, audited facades every face calls (CLI, HTTP API): set by build().
+    staff: Staff = field(init=False, repr=False)
     _caught_up_to: int | None = field(default=None, repr=False)
 
     def catch_up(self) -> int:
@@ -143,6 +151,7 @@ def build(
         configure_logging(settings.log_format, settings.log_level)
     clock = clock or SystemClock()
     keys = load_contact_keys(settings)
+    holder: list[Outreach] = []
     with schema_lock(settings):
         store = open_event_store(settings)
         db = open_database(settings.database_url, settings.db_pool_size,
@@ -153,6 +162,10 @@ def build(
         follower.prepare(db, projections)
         limiter = RateLimiter(db, settings.rate_cap_per_hour, burst=settings.rate_burst)
         db.migrate(SCHEDULER_DDL)
+        users = UserService(store, db, clock, settings, secret=keys.secret)
+        audit = AuditTrail(store, db, clock, lambda: holder[0].catch_up())
+        projections += [*users.projections, *audit.projections]
+        follower.prepare(db, projections)
     if directory is None:
         directory = patients.directory()
     gateway = gateway or build_gateway(settings, clock)
@@ -160,7 +173,6 @@ def build(
     voice_gateway = voice_gateway or build_voice_gateway(settings, clock)
     tokens = UnsubscribeTokens(keys.secret)
     composition = EmailComposition(settings, tokens)
-    holder: list[Outreach] = []
 
     def catch_up() -> int:
         return holder[0].catch_up()
@@ -178,6 +190,10 @@ def build(
                               catch_up),
         voice_gateway=voice_gateway,
         voice=VoiceEventService(store, directory, clock, settings, voice_gateway),
+        users=users, audit=audit,
     )
     holder.append(outreach)
+    replies = build_replies(outreach, audit)
+    outreach.projections.extend(replies.inbox.projections)
+    outreach.staff = build_staff(outreach, users, audit, replies)
     return outreach

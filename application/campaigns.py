@@ -30,6 +30,7 @@ from domain.clock import Clock
 from domain.communication import Communication, communication_id
 from domain.email import MESSAGE
 from domain.errors import DomainError, NotFound
+from domain.follow_ups import FOLLOW_UPS_CAMPAIGN_ID
 from domain.pacing import plan_slots
 from domain.phone_numbers import valid_number
 from domain.sms import DEFAULT_FOOTER, compose
@@ -365,8 +366,10 @@ class CampaignService:
             " 'Skipped', 'Cancelled', 'Introductory email needed') THEN 1 ELSE 0 END), 0),"
             " c.scope_groups"
             " FROM campaigns c LEFT JOIN communications m ON m.campaign_id = c.campaign_id"
+            " WHERE c.campaign_id <> ?"  # one-to-one follow-ups are not a campaign
             " GROUP BY c.campaign_id, c.name, c.channel, c.status, c.start_date,"
-            " c.audience_size, c.created_at, c.scope_groups ORDER BY c.created_at DESC")
+            " c.audience_size, c.created_at, c.scope_groups ORDER BY c.created_at DESC",
+            (str(FOLLOW_UPS_CAMPAIGN_ID),))
         return [CampaignRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]),
                             tuple(g for g in str(r[7]).split("\n") if g)) for r in rows]
 

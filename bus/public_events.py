@@ -227,6 +227,28 @@ RULES: Mapping[str, Rule] = {
     "domain.lists_views:PageView.Shared": Internal("part of a view (internal)"),
     "domain.lists_views:PageView.Unshared": Internal("part of a view (internal)"),
     "domain.lists_views:PageView.Deleted": Internal("part of a view (internal)"),
+    # Replies inbox (issue 12).
+    "domain.replies:InboundMessage.Handled": Internal(
+        "staff workflow on a patient's text: the staff user who handled it (a user name) "
+        "and when; no consumer needs it (Public only once one does, without `by`)"),
+    # A one-to-one text's words and writer; the text itself travels as a Communication
+    # (published like every other, under the follow-ups campaign).
+    "domain.follow_ups:FollowUp.Written": Internal(
+        "a follow-up's words (free text to a patient) and the staff user who wrote them"),
+    # Audit trail (issue 12): who did and saw what. User names and the patient ids a
+    # call showed or touched stay in the database (HIPAA access records, not for
+    # downstream consumers).
+    "domain.audit:AuditEntry.Recorded": Internal(
+        "an audit record names a staff user and the patients they saw or changed"),
+    # Staff users and sign-in (issue 12): every user event names a staff user (their email
+    # and name) or holds a credential (password hashes, reset-token hashes) or where they
+    # signed in from; none is for downstream consumers.
+    **{f"domain.users:User.{name}": Internal(
+        "a staff user's account: their email, name, roles, password or reset-token hashes, "
+        "sign-in times and addresses") for name in (
+        "Created", "Updated", "Deactivated", "Reactivated", "PasswordSet",
+        "PasswordRehashed", "LoginSucceeded", "LoginFailed", "LockedOut", "ResetIssued",
+        "ResetUsed", "TokensRevoked")},
 }
 
 

@@ -100,8 +100,9 @@ class Campaign(Aggregate):
         self.audience = audience
         self.created_by = created_by
         # The subscriber groups of the user who created it when that user does not see All
-        # Subscribers (issue 12): only users of those groups see the campaign. Empty: every
-        # campaigns user. Events stored before have none.
+        # Subscribers (issue 12): only users of all those groups see the campaign. Empty (and
+        # every campaign stored before): made for All Subscribers, so it may hold any patient:
+        # only All Subscribers users see it (domain.access.Actor.sees_groups).
         self.groups = list(groups or [])
         self.status = CampaignStatus.INACTIVE
         self.activated_at: datetime | None = None

@@ -7,6 +7,7 @@ import csv
 import json
 from contextlib import ExitStack
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +15,11 @@ import typer
 from typer.testing import CliRunner
 
 from api.cli_patients import PatientCli, make_cli
+from application.opt_outs import OptOutService
+from application.settings import Settings
+from application.staff_base import MemoryAudit
+from application.staff_patients import PatientsFacade
+from application.users import UserService
 from application.logging import configure_logging
 from tests.patient_data import (
     APPOINTMENT_HEADER,
@@ -26,11 +32,22 @@ from tests.patient_data import (
 
 
 class _App:
-    """What bootstrap.build returns, as far as these commands care: .patients and .close()."""
+    """What bootstrap.build returns, as far as these commands care: .patients, the audited
+    .staff.patients facade, the .users who may sign in (none here: the setup actor acts),
+    and .close()."""
 
     def __init__(self, url: str) -> None:
         self._stack = ExitStack()
-        self.patients = self._stack.enter_context(open_backend(url)).service
+        backend = self._stack.enter_context(open_backend(url))
+        self.patients = backend.service
+        config = Settings(database_url=url)
+        self.users = UserService(backend.store, backend.db, backend.clock, config,
+                                 secret=b"k" * 32)
+        opt_outs = OptOutService(backend.store, backend.db, backend.clock, config,
+                                 lambda: 0)
+        self.staff = SimpleNamespace(patients=PatientsFacade(
+            MemoryAudit(), backend.service, opt_outs, Path(url.removeprefix("sqlite:///"))
+            .parent / "imports"))
 
     def close(self) -> None:
         self._stack.close()
