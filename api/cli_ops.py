@@ -19,6 +19,7 @@ from api.cli_identity import cli_actor
 from application.bootstrap import Outreach
 from application.clock import SimulatedClock, SystemClock
 from application.settings import Settings
+from domain.access import Permission
 from domain.channels import Channel
 from domain.preferences import OptOutType
 
@@ -146,6 +147,12 @@ def events(
     if start is not None and end is not None and end <= start:
         fail("--until must be after --since", 2)
     with outreach() as o:
+        if internal:
+            # Every stored event holds patients' data: an administrator's export, on the
+            # audit trail like any other (the public view holds none). Recorded once it is
+            # written, so the export is the history as it was asked for.
+            actor = cli_actor(o)
+            o.staff.audit.check(actor, Permission.AUDIT_READ, "events.export_internal")
         campaign_id = _campaign_of(o, campaign) if campaign is not None else None
         export = EventExport(o.store, o.contact_keys, internal=internal, flt=EventFilter(
             types=tuple(types or ()), since=start, until=end, campaign_id=campaign_id,
@@ -156,6 +163,12 @@ def events(
         except BrokenPipeError:
             _stdout_closed()
             return
+        finally:
+            if internal:
+                o.audit.record(actor, "events.export_internal", detail=" ".join(
+                    f"--{k} {v}" for k, v in (
+                        ("type", ",".join(types or ())), ("since", since), ("until", until),
+                        ("campaign", campaign), ("patient", patient)) if v))
     if summary.stopped_by_limit:
         err.print(f"note: stopped after {summary.written} events (--limit); the next page: "
                   f"--after {summary.last_position}", markup=False, highlight=False,

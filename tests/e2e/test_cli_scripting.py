@@ -31,6 +31,9 @@ LONG = "x" * 240  # longer than any terminal a wrapping console would assume
 OUTREACH = Path(sys.executable).with_name("outreach")  # the installed console script
 
 
+LONG_ID = "P" + "9" * 63  # the longest id an import takes: the line is 94 characters
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """A database with a provider and three patients, one with an appointment last month
@@ -90,8 +93,11 @@ def test_a_usage_error_is_one_error_line_not_a_boxed_panel(env):
         "error: Missing argument 'campaign_id'. (see 'outreach campaign stop --help')"]
 
 
-def test_a_long_result_line_is_one_line_on_stdout_through_a_pipe(env):
-    patient = "P" + "9" * 230
+def test_a_long_result_line_is_one_line_on_stdout_through_a_pipe(env, tmp_path):
+    patient = LONG_ID  # staff opt out patients on record only
+    more = write_csv(tmp_path / "in" / "long.csv", PATIENT_HEADER,
+                     [patient_row(patient, "Di", "Long", "1980-01-01")])
+    assert outreach(env, "import", "patients", str(more)).returncode == 0
     opted = outreach(env, "opt-out", "add", patient, "--type", "Global", "--reason", "asked")
     assert opted.returncode == 0, opted.stderr
     assert lines(opted.stdout) == [f"patient {patient} opted out: Global"]

@@ -15,12 +15,12 @@ import typer
 from typer.testing import CliRunner
 
 from api.cli_patients import PatientCli, make_cli
+from application.logging import configure_logging
 from application.opt_outs import OptOutService
 from application.settings import Settings
 from application.staff_base import MemoryAudit
 from application.staff_patients import PatientsFacade
 from application.users import UserService
-from application.logging import configure_logging
 from tests.patient_data import (
     APPOINTMENT_HEADER,
     PATIENT_HEADER,
