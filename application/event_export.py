@@ -57,6 +57,17 @@ def event_type_of_topic(topic: str) -> str:
     return topic.partition(":")[2]
 
 
+#: Stored fields that verify a credential (a password's Argon2 hash, a reset token's hash):
+#: an audit needs to know that a password was set, never the hash, which could be attacked
+#: offline. Withheld even from the internal export.
+CREDENTIAL_FIELDS = frozenset({"hash", "token_hash"})
+WITHHELD = "[withheld: credential]"
+
+
+def without_credentials(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: WITHHELD if k in CREDENTIAL_FIELDS else v for k, v in data.items()}
+
+
 def topics_for(patterns: Sequence[str], internal: bool) -> tuple[str, ...]:
     """The stored topics an export reads. Every pattern must name a known event type; in the
     public view an internal type is refused (it would silently print nothing)."""
@@ -175,7 +186,7 @@ class EventExport:
         if self._internal:
             self._contexts.note(domain_event)
             record: dict[str, Any] | None = envelope(
-                domain_event, position, event_data(domain_event), at=at)
+                domain_event, position, without_credentials(event_data(domain_event)), at=at)
         else:
             record = public_message(domain_event, position, self._keys,
                                     context=self._contexts)

@@ -263,3 +263,21 @@ def test_a_stronger_hashing_setting_rehashes_at_sign_in_without_revoking(
     user: Any = o.store.repository.get(UUID(stronger.get(PAT).user_id))
     assert "t=2" in user.password_hash
     assert stronger.actor_for_token(token, "x").username == PAT
+
+
+def test_no_export_shows_a_password_or_reset_token_hash(users: Setup) -> None:
+    import io
+
+    from application.event_export import EventExport, EventFilter
+
+    service, _clock, o = users
+    service.issue_reset(PAT, ADMIN)
+    out = io.BytesIO()
+    EventExport(o.store, o.contact_keys, internal=True,
+                flt=EventFilter(types=("User.*",))).write(out, "jsonl")
+    text = out.getvalue().decode()
+    assert "User.PasswordSet" in text and "User.ResetIssued" in text
+    assert "$argon2" not in text and '"token_hash":"[withheld' in text.replace(" ", "")
+    stored = [vars(e) for e in o.store.events.get(UUID(service.get(PAT).user_id))]
+    hashes = [str(e["hash"]) for e in stored if "hash" in e]
+    assert hashes and all(h not in text for h in hashes)
