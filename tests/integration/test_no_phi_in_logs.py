@@ -22,6 +22,7 @@ from api.staff.app import ACCESS_LOGGER
 from api.staff.patients import router
 from application.bootstrap import Outreach
 from tests.integration.staff_app import bearer, open_staff_api, seed_patients
+from tests.integration.test_role_matrix import MATRIX, PUBLIC, Scene, call, scene
 from tests.patient_data import PATIENT_HEADER, patient_row
 
 FIRST, LAST = "Xanthippe", "Quetzalcoatl"
@@ -29,6 +30,7 @@ PHONE, PHONE_DIGITS = "512-555-0177", "5125550177"
 EMAIL = "xanthippe.q@example.org"
 TOKEN = "tok-7f3a9c1e-do-not-log"
 SECRETS = (FIRST, LAST, PHONE, PHONE_DIGITS, EMAIL, TOKEN)
+__all__ = ["scene"]  # the role matrix's fixture: what the calls act on
 
 
 def upload() -> bytes:
@@ -119,3 +121,26 @@ def test_the_access_log_leaves_out_query_strings(make_outreach: Callable[..., Ou
             f"/patients?search={LAST}%2C+{FIRST}", "1.1", 200)
     assert '"GET /patients HTTP/1.1" 200' in caplog.text
     assert LAST not in caplog.text
+
+
+def test_no_route_of_the_whole_api_logs_a_patients_number_a_reply_or_a_token(
+        scene: Scene, caplog: pytest.LogCaptureFixture,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """Every route of every area (the role matrix's realistic calls, as a user with every
+    role): no patient's phone number or address, no reply's words, no bearer token in the
+    server's log lines."""
+    api = scene.api
+    token = api.tokens["setup"]
+    secrets = ("5125550101", "512-555-0101", "+15125550101", "5125550102", "100 Main St",
+               "Can I come Friday", token)
+    with caplog.at_level(logging.DEBUG):
+        calls = [*((k, v, {}) for k, v in PUBLIC.items()),
+                 *((k, v, bearer(token)) for k, v in MATRIX.items())]
+        for (method, route), spec, headers in calls:
+            assert call(scene, method, route, spec, headers).status_code < 500, route
+    output = capfd.readouterr()
+    server_lines = [caplog.handler.format(r) for r in caplog.records
+                    if not r.name.startswith("httpx")]
+    logged = "\n".join([*server_lines, output.out, output.err])
+    assert "campaign" in logged  # the capture sees the services' own lines
+    assert [s for s in secrets if s.casefold() in logged.casefold()] == []
