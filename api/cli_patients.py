@@ -168,7 +168,8 @@ def make_cli(factory: Factory = default_factory) -> PatientCli:  # noqa: C901 - 
                     signed.actor, Permission.IMPORTS_RUN, "imports.run",
                     target=kind.value) as note:
                 summary = signed.patients.import_file(kind, file, rejects, encoding=encoding,
-                                                      delimiter=delimiter)
+                                                      delimiter=delimiter,
+                                                      by=signed.actor.username)
                 note.target = str(summary.import_id or kind.value)
                 note.detail = (f"{kind.value}: {summary.rows} rows, {summary.accepted} "
                                f"accepted, {summary.rejected} rejected")

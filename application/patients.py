@@ -134,7 +134,8 @@ class PatientService:
                     rejects_dir: Path | None = None, *,
                     check_in_process: bool | None = None,
                     project_in_process: bool | None = None,
-                    encoding: str = "auto", delimiter: str = "auto") -> ImportSummary:
+                    encoding: str = "auto", delimiter: str = "auto",
+                    by: str = "") -> ImportSummary:
         """Import one CSV file. Raises ImportFileError when the file cannot be read at all
         (or not in `encoding`: utf-8, cp1252 or auto) or its header does not fit `kind`;
         bad rows are reported, never fatal. `delimiter`: `,` `;` `tab` or auto (see
@@ -152,7 +153,7 @@ class PatientService:
             self.store, self.db, lambda: catch_up(self.store, self.db, [self.patients_projection]),
             import_kind, path, rejects_dir, self.today(), self.clock.now(),
             check_in_process, self._projector_process(path, project_in_process),
-            chosen_encoding, chosen_delimiter,
+            chosen_encoding, chosen_delimiter, by,
         ).run()
 
     def _projector_process(self, path: Path, wanted: bool | None

@@ -238,8 +238,9 @@ class FileImport:
                  path: Path, rejects_dir: Path | None, today: date, now: datetime,
                  in_process: bool | None = None,
                  projector: Callable[[], Projector] | None = None,
-                 encoding: Encoding = Encoding.AUTO, delimiter: str = "") -> None:
+                 encoding: Encoding = Encoding.AUTO, delimiter: str = "", by: str = "") -> None:
         self.store = store
+        self.by = by  # the signed-in user who imports (recorded on PatientImport.Started)
         self.db = db
         self.catch_up = catch_up
         self.spec = SPECS[kind]
@@ -343,7 +344,8 @@ class FileImport:
             return
         started = time.perf_counter()
         if self.aggregate is None:
-            self.aggregate = PatientImport(spec.kind.value, self.path.name, self.now)
+            self.aggregate = PatientImport(spec.kind.value, self.path.name, self.now,
+                                           by=self.by)
             self.summary.import_id = self.aggregate.id
         # One event per CHUNK_BYTES of text (domain.patients.bounded_chunks): a window is
         # counted in events, so a save of wide rows stays a few MB, not 10 × 1,000 rows.

@@ -294,7 +294,8 @@ class PatientsFacade(Guarded):
             self.imports_dir.mkdir(parents=True, exist_ok=True)
             try:
                 summary = self.patients.import_file(kind, path, self.imports_dir,
-                                                    encoding=encoding, delimiter=delimiter)
+                                                    encoding=encoding, delimiter=delimiter,
+                                                    by=actor.username)
             except (ImportFileError, ValueError) as exc:
                 raise ImportRefused(str(exc)) from None
             rejects_id = None

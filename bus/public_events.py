@@ -216,7 +216,7 @@ RULES: Mapping[str, Rule] = {
     # Patient data: that an import ran and its counts, never its rows. The file name is
     # whatever the export was called (it could name a patient).
     "domain.patients:PatientImport.Started": Public(
-        ("kind", "started_at"), withheld=("source_name",), time="started_at"),
+        ("kind", "started_at", "by"), withheld=("source_name",), time="started_at"),
     "domain.patients:PatientImport.RowsImported": Internal(_PATIENT_FACTS),
     "domain.patients:PatientImport.Finished": Public(
         ("kind", "rows", "new", "updated", "unchanged", "rejected", "finished_at"),

@@ -345,8 +345,11 @@ class PatientImport(Aggregate):
     width."""
 
     @event("Started")
-    def __init__(self, kind: str, source_name: str, started_at: datetime) -> None:
+    def __init__(self, kind: str, source_name: str, started_at: datetime,
+                 by: str = "") -> None:
+        # `by`: the signed-in user (issue 12); "" on imports recorded before users existed.
         self.kind = kind
+        self.by = by
         self.source_name = source_name
         self.started_at = started_at
         self.chunks = 0

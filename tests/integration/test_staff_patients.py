@@ -10,6 +10,7 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -156,6 +157,8 @@ def test_an_uploaded_import_reports_its_rejects_for_download(api: StaffApi) -> N
     assert done.status_code == 201, done.text
     summary = done.json()
     assert (summary["new"], summary["rejected"]) == (1, 1)
+    started = next(iter(api.o.store.events.get(UUID(summary["import_id"]))))
+    assert started.by == api.usernames["root"]  # the import records who ran it
     rejects = api.client.get(summary["rejects_url"], headers=admin)
     assert rejects.status_code == 200 and "P8" in rejects.text
     assert api.client.get(summary["rejects_url"], headers=api.user(
