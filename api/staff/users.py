@@ -147,8 +147,12 @@ def login(request: Request, response: Response, body: LoginIn) -> LoginOut:
     users = staff_of(request).users
     actor, view = users.login(body.email, body.password, client_address(request))
     session = users.open_session(actor)
+    # Secure when served over https, whether seen directly or through the public URL the
+    # clinic publishes (a TLS-terminating proxy forwards plain http to us).
+    public = str(getattr(staff_of(request).auth.settings, "public_url", None) or "")
+    secure = request.url.scheme == "https" or public.startswith("https://")
     response.set_cookie(SESSION_COOKIE, session.id, httponly=True, samesite="lax",
-                        secure=request.url.scheme == "https", path="/")
+                        secure=secure, path="/")
     return LoginOut(user=UserOut.of(view), csrf_token=session.csrf,
                     expires_at=session.expires_at)
 

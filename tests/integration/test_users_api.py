@@ -84,6 +84,14 @@ def test_the_cookie_is_secure_over_https(api: Api) -> None:
     assert "secure" in answer.headers["set-cookie"].lower()
 
 
+def test_the_cookie_is_secure_behind_a_proxy_when_the_public_url_is_https(api: Api) -> None:
+    # TLS ends at the clinic's proxy, which forwards plain http: the public URL decides.
+    api.service.settings = api.service.settings.model_copy(
+        update={"public_url": "https://outreach.clinic.example"})
+    answer = api.client.post("/auth/login", json={"email": PAT, "password": GOOD})
+    assert "secure" in answer.headers["set-cookie"].lower()
+
+
 def test_a_wrong_password_and_an_unknown_email_get_the_same_401_and_are_audited(
         api: Api) -> None:
     wrong = api.client.post("/auth/login", json={"email": PAT, "password": "Nope-Nope-1!"})
