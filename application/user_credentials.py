@@ -117,8 +117,10 @@ class SessionStore:
                  iso(now), iso(session.expires_at)))
         return session
 
-    def use(self, session_id: str, now: datetime) -> OpenSession:
-        """The session, its idle time restarted; NotSignedIn when unknown or ended."""
+    def use(self, session_id: str, now: datetime, slide: bool = True) -> OpenSession:
+        """The session, its idle time restarted (unless `slide` is False: a page refreshing
+        itself in the background is not the user at work, and must not keep an idle
+        session alive past the automatic logoff); NotSignedIn when unknown or ended."""
         key = sha256_hex(session_id)
         with self.db.transaction() as tx:
             row = tx.fetchone("SELECT user_id, csrf, generation, created_at, expires_at"
@@ -130,6 +132,8 @@ class SessionStore:
             if now >= expires:
                 tx.execute("DELETE FROM staff_sessions WHERE id_sha256 = ?", (key,))
                 ended = True
+            elif not slide:
+                ended = False
             else:
                 ended = False
                 expires = self._expiry(created, now)

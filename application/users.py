@@ -357,8 +357,11 @@ class UserService:
         view = self.get(actor.user_id)
         return self.sessions.open(view.user_id, view.generation, self.clock.now())
 
-    def actor_for_session(self, session_id: str, source: str) -> tuple[Actor, Session]:
-        opened = self.sessions.use(session_id, self.clock.now())
+    def actor_for_session(self, session_id: str, source: str,
+                          slide: bool = True) -> tuple[Actor, Session]:
+        """`slide=False`: a background refresh (the console's live progress) that does not
+        count as activity for the idle timeout."""
+        opened = self.sessions.use(session_id, self.clock.now(), slide)
         try:
             view = self._current(opened.user_id, opened.generation)
         except NotSignedIn:

@@ -202,6 +202,17 @@ def test_a_session_ends_after_15_idle_minutes_and_slides_while_used(users: Setup
         service.actor_for_session(session.id, "x")
 
 
+def test_background_refreshes_do_not_keep_an_idle_session_alive(users: Setup) -> None:
+    service, clock, _ = users
+    session = service.open_session(service.authenticate(PAT, GOOD, "x"))
+    for _ in range(2):
+        later(clock, minutes=7)
+        service.actor_for_session(session.id, "x", slide=False)  # a page polling progress
+    later(clock, minutes=1, seconds=1)  # 15 minutes since the user last did anything
+    with pytest.raises(NotSignedIn, match="session has ended"):
+        service.actor_for_session(session.id, "x", slide=False)
+
+
 def test_a_session_ends_12_hours_after_sign_in_however_busy(users: Setup) -> None:
     service, clock, _ = users
     session = service.open_session(service.authenticate(PAT, GOOD, "x"))
