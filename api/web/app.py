@@ -5,6 +5,7 @@ redirect for pages without a session, and refusals shown as a page, not as JSON.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,8 @@ def add_console(app: FastAPI, staff: Any, modules: Sequence[str] = CONSOLE_MODUL
                 else "_message.html", {"message": " ".join(str(exc).split()),
                                         "status": status, "kind": "error"},
                 status_code=status)
-        answer: Response = await as_problem(request, exc)
-        return answer
+        answer = as_problem(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
 
     app.add_exception_handler(DomainError, refused)
 
