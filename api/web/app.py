@@ -31,6 +31,7 @@ def add_console(app: FastAPI, staff: Any, modules: Sequence[str] = CONSOLE_MODUL
     for name in modules:
         app.include_router(importlib.import_module(name).router, include_in_schema=False)
     app.add_exception_handler(SignInNeeded, to_sign_in)
+    app.add_middleware(_NotKept)
     as_problem = app.exception_handlers.get(DomainError)
 
     async def refused(request: Request, exc: Exception) -> Response:
@@ -50,3 +51,29 @@ def add_console(app: FastAPI, staff: Any, modules: Sequence[str] = CONSOLE_MODUL
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
         return RedirectResponse(f"{PREFIX}/", status_code=303)
+
+
+class _NotKept:
+    """Console pages show patient data: `Cache-Control: no-store` keeps them out of the
+    browser's caches (and its back/forward cache), so after signing out the back button
+    shows nothing. Static files (htmx, the stylesheet) stay cacheable. Plain ASGI, as
+    api.http._CountResponses: webhook bodies reach their routes as streams."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or not path.startswith(PREFIX) \
+                or path.startswith(f"{PREFIX}/static/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def not_kept(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() != b"cache-control"]
+                message = {**message, "headers": [*headers, (b"cache-control", b"no-store")]}
+            await send(message)
+
+        await self.app(scope, receive, not_kept)

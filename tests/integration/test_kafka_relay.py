@@ -313,7 +313,7 @@ def test_campaign_events_carry_their_public_event_type(
                                                            "Campaign.Activated"]
     assert UUID(messages[0].message["aggregate_id"]) == campaign.id
     assert messages[0].message["data"]["start_date"] == "2030-01-08"
-    assert messages[1].message["data"] == {"at": now.isoformat()}
+    assert messages[1].message["data"] == {"at": now.isoformat(), "by": "system"}
 
 
 # -- a record that can never be published ----------------------------------------------------
