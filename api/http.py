@@ -244,12 +244,15 @@ def _answer_outages_with_503(app: FastAPI) -> None:
 
 
 def serving_app(o: Outreach, insecure_dev_no_signatures: bool = False) -> FastAPI:
-    """The webhooks and probes (`webhook_app`), with the staff API (api/staff) on the same
-    app: staff routes always need a signed-in user, whatever the webhooks' mode."""
+    """The webhooks and probes (`webhook_app`), with the staff API (api/staff) and the web
+    console (api/web) on the same app: staff routes and pages always need a signed-in user,
+    whatever the webhooks' mode."""
     from api.staff.app import add_staff_routes
+    from api.web.app import add_console
 
     app = webhook_app(o, insecure_dev_no_signatures)
     add_staff_routes(app, o.staff, now=o.clock.now)
+    add_console(app, o.staff)  # the staff web console, /console (api/web)
     return app
 
 

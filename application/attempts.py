@@ -9,6 +9,7 @@ communication ids are uuid5(campaign, patient), so no index is needed to find th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -116,6 +117,23 @@ def campaign_attempts(store: EventStore, campaign_id: UUID) -> list[AttemptRow]:
         rows.extend(trail.rows)
     rows.sort(key=lambda r: (r.sequence, r.attempt))
     return rows
+
+
+def communication_attempts(store: EventStore, patient_id: str,
+                           communication_ids: Sequence[str]) -> dict[str, list[AttemptRow]]:
+    """Each of these communications' attempts (type, time, outcome), from its own events:
+    a patient's history expanded, as `campaign_attempts` does a campaign's."""
+    found: dict[str, list[AttemptRow]] = {}
+    for comm in communication_ids:
+        try:
+            stream = UUID(comm)
+        except ValueError:  # not a communication of ours: nothing to fold
+            continue
+        trail = _Trail(patient_id, comm)
+        for event in store.events.get(stream):
+            trail.apply(event)
+        found[comm] = trail.rows
+    return found
 
 
 def local_time(text: str | None, zone: Any) -> str:

@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID, uuid4
 
+from application.attempts import AttemptRow, communication_attempts
 from application.csv_safe import SafeCsvWriter
 from application.opt_outs import OptOutRecord, OptOutService
 from application.patients import ListResult, PatientService, SavedView, SearchResult
@@ -320,6 +321,16 @@ class PatientsFacade(Guarded):
             if not path.is_file():
                 raise NotFound(f"no rejected rows for import {rejects_id!r}")
             return path
+
+    def history_attempts(self, actor: Actor, summary: PatientSummary
+                         ) -> dict[str, builtins.list[AttemptRow]]:
+        """Each communication of a summary the user was shown, expanded to its attempts
+        (type, time, outcome). Part of reading that summary (audited there): checked again
+        for the user's groups, not recorded twice."""
+        self.check(actor, Permission.PATIENTS_READ, "patients.history", summary.patient_id)
+        self._require_patient(actor, "patients.history", summary.patient_id)
+        return communication_attempts(self.patients.store, summary.patient_id,
+                                      [c.communication_id for c in summary.communications])
 
     # -- opt-outs ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from api.staff.app import ACCESS_LOGGER
 from api.staff.patients import router
 from application.bootstrap import Outreach
+from application.logging import configure_logging
 from tests.integration.staff_app import bearer, open_staff_api, seed_patients
 from tests.integration.test_role_matrix import MATRIX, PUBLIC, Scene, call, scene
 from tests.patient_data import PATIENT_HEADER, patient_row
@@ -31,6 +32,13 @@ EMAIL = "xanthippe.q@example.org"
 TOKEN = "tok-7f3a9c1e-do-not-log"
 SECRETS = (FIRST, LAST, PHONE, PHONE_DIGITS, EMAIL, TOKEN)
 __all__ = ["scene"]  # the role matrix's fixture: what the calls act on
+
+
+@pytest.fixture(autouse=True)
+def every_log_line() -> None:
+    # As a server configures itself, at DEBUG: a test before this one may have left
+    # structlog filtering at WARNING, and a line never written would prove nothing.
+    configure_logging("console", "DEBUG")
 
 
 def upload() -> bytes:

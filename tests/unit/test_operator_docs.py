@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = (ROOT / "infra" / "README.md").read_text(encoding="utf-8")
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Named in the docs but not application settings: the compose file's password, the tests'.
-NOT_SETTINGS = {"OUTREACH_DB_PASSWORD", "OUTREACH_TEST_KAFKA", "OUTREACH_TEST_POSTGRES_URL"}
+# Environment the command line reads itself (api/cli_identity.py), not Settings.
+NOT_SETTINGS = {"OUTREACH_DB_PASSWORD", "OUTREACH_TEST_KAFKA", "OUTREACH_TEST_POSTGRES_URL",
+                "OUTREACH_TOKEN", "OUTREACH_TOKEN_FILE"}
 
 
 def one_line(text: str) -> str:
