@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.web.session import Page, checked_page, page_of
+from api.web.session import Page, checked_page, is_htmx, page_of, refusal
 from domain.access import Permission
 from domain.errors import DomainError
 
@@ -34,23 +34,6 @@ STOP_POLLING = 286
 MESSAGE_TARGET = "#campaigns-message"
 
 CampaignId = Annotated[str, PathParam(min_length=1, max_length=64)]
-
-
-def is_htmx(request: Request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
-def refusal(page: Page, exc: DomainError, target: str) -> Response:
-    """A refused action, in the facade's own words. htmx does not swap a 4xx answer by
-    default, so an htmx request gets the message as a 200 fragment aimed (HX-Retarget) at
-    the page's message region; a plain form post gets the refused page (the app's handler).
-    The facade has already refused and audited either way."""
-    if not is_htmx(page.request):
-        raise exc
-    answer = page.render("_message.html", message=" ".join(str(exc).split()), kind="error")
-    answer.headers["HX-Retarget"] = target
-    answer.headers["HX-Reswap"] = "innerHTML"
-    return answer
 
 
 # -- the list ---------------------------------------------------------------------------------

@@ -18,12 +18,12 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.web.session import Page, checked_page, page_of
+from api.web.session import Page, checked_page, is_htmx, page_of, refusal
 from domain.errors import DomainError
 from domain.sms import DEFAULT_FOOTER, MAX_SEGMENTS, compose, segment
 
@@ -39,22 +39,6 @@ SortBy = Literal["received", "response"]
 Order = Literal["desc", "asc"]
 MessageId = Annotated[str, PathParam(min_length=1, max_length=64)]
 PatientId = Annotated[str, PathParam(min_length=1, max_length=64)]
-
-
-def is_htmx(request: Request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
-def refusal(page: Page, exc: DomainError, target: str = MESSAGE_TARGET) -> Response:
-    """The facade's refusal in its words. htmx does not swap a 4xx answer by default: an
-    htmx request gets the message as a 200 fragment aimed at the page's message region; a
-    plain form post gets the app's refused page."""
-    if not is_htmx(page.request):
-        raise exc
-    answer = page.render("_message.html", message=" ".join(str(exc).split()), kind="error")
-    answer.headers["HX-Retarget"] = target
-    answer.headers["HX-Reswap"] = "innerHTML"
-    return answer
 
 
 def _zone(page: Page) -> ZoneInfo:
@@ -108,7 +92,7 @@ async def mark_handled(page: Annotated[Page, Depends(checked_page)],
     try:
         row = await run_in_threadpool(page.staff.replies.mark_handled, page.actor, message_id)
     except DomainError as exc:
-        return refusal(page, exc)
+        return refusal(page, exc, MESSAGE_TARGET)
     if not is_htmx(page.request):
         # Back to the inbox page the form was on (its filters), never off the console.
         back = urlsplit(page.request.headers.get("referer", ""))

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.staff.deps import CSRF_HEADER, SESSION_COOKIE, client_address, staff_of
 from domain.access import ROLE_LABELS, AccessDenied, Actor, NotSignedIn, Permission
+from domain.errors import DomainError
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 CSRF_FIELD = "csrf_token"
@@ -52,6 +53,23 @@ class Page:
             self.request, template, {"page": self, "actor": self.actor, "csrf": self.csrf,
                                      "P": Permission, "role_labels": ROLE_LABELS, **context},
             status_code=status_code)
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def refusal(page: Page, exc: DomainError, target: str) -> Response:
+    """A refused action, in the facade's own words. htmx does not swap a 4xx answer by
+    default, so an htmx request gets the message as a 200 fragment aimed (HX-Retarget) at
+    the page's message region; a plain form post gets the refused page (the app's handler).
+    The facade has already refused and audited either way."""
+    if not is_htmx(page.request):
+        raise exc
+    answer = page.render("_message.html", message=" ".join(str(exc).split()), kind="error")
+    answer.headers["HX-Retarget"] = target
+    answer.headers["HX-Reswap"] = "innerHTML"
+    return answer
 
 
 async def page_of(request: Request) -> Page:
