@@ -342,6 +342,29 @@ def demo(
         for f in letter_files:
             console.print(f"    {where / str(f['name'])}: {f['kind']}, {f['count']} letters, "
                           f"{f['pages']} pages", markup=False)
+        _demo_console(o, folder)
+
+
+DEMO_ADMIN = "demo-admin@example.org"
+
+
+def _demo_console(o: Outreach, folder: Path) -> None:
+    """The demo's data stays in its folder for the console: a demo administrator (a fresh
+    random password each run, printed once) and the command that serves it."""
+    import secrets
+
+    from domain.access import ALL_SUBSCRIBERS, SETUP_ACTOR, Role
+
+    # Random letters and digits, plus what the policy asks for (upper, lower, digit, symbol).
+    password = f"Demo-{secrets.token_hex(6)}-Aq7!"
+    o.staff.users.create(SETUP_ACTOR, DEMO_ADMIN, "Demo Administrator", password, list(Role),
+                         [ALL_SUBSCRIBERS])
+    console.heading("7. The console")
+    console.print(f"  OUTREACH_DATABASE_URL=sqlite:///{folder.resolve()}/outreach.db "
+                  f"OUTREACH_LETTERS_DIR={(folder / 'letters').resolve()} "
+                  "outreach serve --insecure-dev-no-signatures", markup=False, soft_wrap=True)
+    console.print(f"  then open http://127.0.0.1:8080/console/ and sign in as {DEMO_ADMIN} "
+                  f"with the password {password}", markup=False, soft_wrap=True)
 
 
 MAILBOX_SIMULATOR = ("bounce", "complaint", "ooto")

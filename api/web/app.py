@@ -19,7 +19,7 @@ from api.web.session import TEMPLATES, SignInNeeded, to_sign_in
 from domain.errors import DomainError
 
 STATIC = Path(__file__).parent / "static"
-CONSOLE_MODULES = ("api.web.sign_in", "api.web.patients", "api.web.campaigns",
+CONSOLE_MODULES = ("api.web.sign_in", "api.web.patients", "api.web.campaigns", "api.web.admin",
                    "api.web.replies")
 PREFIX = "/console"
 

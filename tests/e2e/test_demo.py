@@ -3,9 +3,14 @@ has appears in it, on the embedded default, and its reports say what happened.""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from application.bootstrap import build
+from application.settings import Settings
+from domain.access import Permission
 
 
 def test_the_demo_runs_text_email_and_letter_campaigns_and_prints_their_reports(
@@ -37,3 +42,12 @@ def test_the_demo_runs_text_email_and_letter_campaigns_and_prints_their_reports(
     assert "Office hours (letter): Completed" in out
     assert "letter printed" in out
     assert "-letters-01.pdf: letters" in out and "-labels-01.pdf: labels" in out
+    # And the console is left to open: the printed administrator signs in to it
+    shown = re.search(r"sign in as (\S+) with the password (\S+)", out)
+    assert shown is not None, out[-800:]
+    demo = build(Settings(database_url=f"sqlite:///{tmp_path / 'demo' / 'outreach.db'}"))
+    try:
+        actor = demo.users.authenticate(shown[1], shown[2], "test")
+        assert actor.can(Permission.USERS_MANAGE) and actor.sees_all
+    finally:
+        demo.close()
