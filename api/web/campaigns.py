@@ -11,7 +11,9 @@ facade still refuses them when posted by hand.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
@@ -19,6 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.web.session import Page, checked_page, is_htmx, page_of, refusal
+from application.attempts import local_time
 from domain.access import Permission
 from domain.errors import DomainError
 
@@ -138,7 +141,20 @@ async def campaign_page(page: Annotated[Page, Depends(page_of)], campaign_id: Ca
     return page.render("campaigns_detail.html", section="campaigns", row=detail,
                        report=report, files=files, number=number, pages=pages,
                        first=(number - 1) * REPORT_PAGE_SIZE + 1, poll=POLL_SECONDS,
-                       live=getattr(detail, "status", "") in LIVE)
+                       live=getattr(detail, "status", "") in LIVE, when=_local_time(page))
+
+
+def _local_time(page: Page) -> Callable[[str | None], str]:
+    """A stored instant as staff read it: the organisation's time zone, to the minute."""
+    zone = ZoneInfo(str(getattr(page.staff.auth.settings, "timezone", "UTC")))
+
+    def shown(text: str | None) -> str:
+        try:
+            return local_time(text, zone) if text else ""
+        except ValueError:  # not an instant: as stored
+            return text or ""
+
+    return shown
 
 
 @router.get("/campaigns/{campaign_id}/report.csv", response_class=Response)

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from api.staff.app import add_staff_routes
 from api.web.app import add_console
 from api.web.session import Page, page_of
+from application.attempts import local_time
 from application.bootstrap import Outreach
 from application.clock import SimulatedClock
 from domain.access import ALL_SUBSCRIBERS, SETUP_ACTOR, Role
@@ -360,3 +361,18 @@ def test_times_are_shown_in_the_organisations_zone(console: Console) -> None:
     utc = console.o.clock.now().astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     page = carla.get("/console/replies").text
     assert local in page and local != utc
+
+
+def test_the_report_shows_planned_times_in_the_clinics_time_zone(console: Console) -> None:
+    import_patients(console.o, console.folder, [
+        {**patient_row("T1", "+13125554444"), "PCP Provider ID": "D1"}])
+    cid = console.campaign("Next week", ["T1"],
+                           start=console.o.clock.now().date() + timedelta(days=7))
+    console.o.catch_up()
+    stored = console.o.db.fetchone(
+        "SELECT due_at FROM communications WHERE campaign_id = ?", (cid,))
+    assert stored is not None and stored[0]  # planned, with its slot
+    carla = console.sign_in("carla", [Role.CAMPAIGNS])
+    shown = carla.get(f"/console/campaigns/{cid}").text
+    assert stored[0] not in shown  # not the stored UTC text
+    assert local_time(stored[0], ZoneInfo(console.o.settings.timezone)) in shown
