@@ -12,7 +12,8 @@ def print_summary_card(out: ScriptConsole, s: PatientSummary) -> None:
         f"{s.name}  (id {s.patient_id})  born {s.date_of_birth or '?'}  age "
         f"{s.age if s.age is not None else '?'}  {s.status}",
         f"mobile {s.mobile or '-'}  home {s.home_phone or '-'}  email {s.email or '-'}"
-        f"{f'  ({s.email_status})' if s.email_status else ''}",
+        f"{f'  ({s.email_status})' if s.email_status else ''}"
+        f"{f'  ({s.text_status})' if s.text_status else ''}",
         f"address {s.address or '-'}",
         f"PCP {s.pcp or '-'}  payor {s.payor or '-'}  care manager {s.care_manager or '-'}"
         f"  language {s.language or '-'}"

@@ -50,7 +50,7 @@ def build_staff(o: Outreach, users: Any, audit: AuditSink, replies: Any = None, 
                 users_facade: Any = None, campaigns: Any = None, audit_facade: Any = None,
                 imports_dir: Path | None = None) -> Staff:
     patients = PatientsFacade(audit, o.patients, opt_out_service(o),
-                              imports_dir or imports_dir_of(o))
+                              imports_dir or imports_dir_of(o), o.contact_keys)
     if campaigns is None:
         campaigns = _campaigns_facade(o, audit)
     if users_facade is None and isinstance(users, UserService):

@@ -20,6 +20,8 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID, uuid4
 
+from eventsourcing.application import AggregateNotFoundError
+
 from application.attempts import AttemptRow, communication_attempts
 from application.csv_safe import SafeCsvWriter
 from application.opt_outs import OptOutRecord, OptOutService
@@ -32,6 +34,7 @@ from domain.channels import Channel
 from domain.errors import DomainError, NotFound
 from domain.lists import FIELDS_BY_KEY, Focus, ListError, ListQuery, Scope, build_query
 from domain.patients_fields import fold
+from domain.preferences import ContactKeys, PhoneOptOut
 from projections.patient_queries import Compiler, resolve_scope
 from projections.patient_search import PatientSummary, SearchTextError
 
@@ -72,11 +75,30 @@ class ImportOutcome:
 
 class PatientsFacade(Guarded):
     def __init__(self, audit: AuditSink, patients: PatientService, opt_outs: OptOutService,
-                 imports_dir: Path) -> None:
+                 imports_dir: Path, contact_keys: ContactKeys | None = None) -> None:
         super().__init__(audit)
         self.patients = patients
         self.opt_outs = opt_outs
         self.imports_dir = Path(imports_dir)
+        self.contact_keys = contact_keys  # to tell whether a mobile number texted STOP
+
+    def _with_text_status(self, card: PatientSummary) -> PatientSummary:
+        """A STOP from the patient's mobile blocks the number, not the patient's record: the
+        summary says so, as the dispatcher reads it (the keyed record, else the legacy one)."""
+        if self.contact_keys is None or not card.mobile:
+            return card
+        for phone_id in self.contact_keys.opt_out_ids(card.mobile):
+            try:
+                phone: PhoneOptOut = self.patients.store.repository.get(phone_id)
+            except AggregateNotFoundError:
+                continue
+            if not phone.stopped:
+                return card
+            when = phone.changed_at.astimezone(self.patients.zone).date().isoformat() \
+                if phone.changed_at else "earlier"
+            return replace(card, text_status=f"No texts: the mobile number replied STOP "
+                                             f"({when}); a START from it restarts them")
+        return card
 
     # -- groups ------------------------------------------------------------------------------
 
@@ -147,6 +169,8 @@ class PatientsFacade(Guarded):
                 found.summary.patient_id == hits[0].patient_id else None
             if len(hits) == 1 and single is None:
                 single = self.patients.summary(hits[0].patient_id)
+            if single is not None:
+                single = self._with_text_status(single)
             note.patient_ids = [h.patient_id for h in hits]
             note.detail = f"{len(hits)} shown"
         return SearchResult(hits, found.more, single)
@@ -155,7 +179,7 @@ class PatientsFacade(Guarded):
         with self.audited(actor, Permission.PATIENTS_READ, "patients.summary",
                           target=patient_id, patient_ids=(patient_id,)):
             self._require_patient(actor, "patients.summary", patient_id)
-            return self.patients.summary(patient_id)
+            return self._with_text_status(self.patients.summary(patient_id))
 
     # -- lists and views ---------------------------------------------------------------------
 

@@ -169,6 +169,9 @@ class PatientSummary:
     #: "No Communication: Email Bounced" when the patient's current address bounced for
     #: good (the guide shows it under the name), else None
     email_status: str | None = None
+    #: When the patient's mobile number texted STOP (a block on the number, for every
+    #: patient with it, until START): what the summary says about it, else None
+    text_status: str | None = None
 
 
 def summary(tx: Tx, patient_id: str, now: datetime, today: date) -> PatientSummary | None:

@@ -16,6 +16,7 @@ import pytest
 
 from application.bootstrap import Outreach
 from domain.access import Role
+from domain.inbound import InboundText
 from tests.integration.staff_app import StaffApi, open_staff_api, seed_patients
 from tests.patient_data import PATIENT_HEADER, patient_row
 
@@ -190,3 +191,20 @@ def test_opt_outs_are_added_listed_and_removed_by_opt_out_managers(api: StaffApi
     again = api.client.delete("/patients/P1/opt-outs", params={"type": "All Text"},
                               headers=olga)
     assert again.status_code == 400
+
+
+def test_a_summary_says_when_the_patients_mobile_texted_stop_and_start_lifts_it(
+        api: StaffApi) -> None:
+    root = api.user("root")
+
+    def text(body: str, ref: str) -> None:
+        api.o.inbound.on_text(InboundText(ref, "+15125550101", "+15005550006", body,
+                                          api.o.clock.now()))
+
+    assert api.client.get("/patients/P1", headers=root).json()["text_status"] is None
+    text("STOP", "SM" + "1" * 32)
+    stopped = api.client.get("/patients/P1", headers=root).json()["text_status"]
+    assert stopped is not None and "replied STOP" in stopped
+    assert api.client.get("/patients/P2", headers=root).json()["text_status"] is None
+    text("START", "SM" + "2" * 32)
+    assert api.client.get("/patients/P1", headers=root).json()["text_status"] is None
