@@ -360,16 +360,29 @@ class CampaignService:
 
     def campaigns(self) -> list[CampaignRow]:
         self.catch_up()
+        # One-to-one follow-ups (domain.follow_ups) are not a campaign: never listed.
+        return self._rows("c.campaign_id <> ?", (str(FOLLOW_UPS_CAMPAIGN_ID),))
+
+    def row(self, campaign_id: UUID) -> CampaignRow:
+        """One campaign's list row (progress): one campaign's communications counted, not
+        every campaign's."""
+        self.catch_up()
+        found = self._rows("c.campaign_id = ?", (str(campaign_id),))
+        if not found:
+            raise NotFound(f"no campaign {campaign_id}")
+        return found[0]
+
+    def _rows(self, where: str, params: tuple[str, ...]) -> list[CampaignRow]:
         rows = self.db.fetchall(
             "SELECT c.campaign_id, c.name, c.channel, c.status, c.start_date, c.audience_size,"
             " COALESCE(SUM(CASE WHEN m.status IN ('Sent', 'Delivered', 'Unsuccessful',"
             " 'Skipped', 'Cancelled', 'Introductory email needed') THEN 1 ELSE 0 END), 0),"
             " c.scope_groups"
             " FROM campaigns c LEFT JOIN communications m ON m.campaign_id = c.campaign_id"
-            " WHERE c.campaign_id <> ?"  # one-to-one follow-ups are not a campaign
+            f" WHERE {where}"
             " GROUP BY c.campaign_id, c.name, c.channel, c.status, c.start_date,"
             " c.audience_size, c.created_at, c.scope_groups ORDER BY c.created_at DESC",
-            (str(FOLLOW_UPS_CAMPAIGN_ID),))
+            params)
         return [CampaignRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]),
                             tuple(g for g in str(r[7]).split("\n") if g)) for r in rows]
 

@@ -18,6 +18,7 @@ from application.audit import AuditTrail
 from application.opt_outs import OptOutService
 from application.staff_audit import AuditFacade
 from application.staff_base import AuditSink
+from application.staff_campaigns import CampaignsFacade
 from application.staff_patients import PatientsFacade
 from application.staff_users import UsersFacade
 from application.users import UserService
@@ -61,10 +62,5 @@ def build_staff(o: Outreach, users: Any, audit: AuditSink, replies: Any = None, 
                  replies=replies, audit=audit_facade, trail=audit)
 
 
-def _campaigns_facade(o: Outreach, audit: AuditSink) -> Any:
-    try:
-        from application.staff_campaigns import CampaignsFacade
-    except ImportError:  # not written yet (issue 12 in progress)
-        return None
-    return CampaignsFacade(audit, campaigns=o.campaigns, letters=o.letters,
-                           patients=o.patients, store=o.store, db=o.db, catch_up=o.catch_up)
+def _campaigns_facade(o: Outreach, audit: AuditSink) -> CampaignsFacade:
+    return CampaignsFacade.from_outreach(o, audit)

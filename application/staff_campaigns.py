@@ -129,10 +129,7 @@ class CampaignsFacade(Guarded):
         return campaign
 
     def _row(self, campaign_id: UUID) -> CampaignRow:
-        for row in self.service.campaigns():
-            if row.campaign_id == str(campaign_id):
-                return row
-        raise NotFound(f"no campaign {campaign_id}")
+        return self.service.row(campaign_id)
 
     # -- reading --------------------------------------------------------------------------------
     def campaigns(self, actor: Actor, *, status: str | None = None,

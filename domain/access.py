@@ -17,7 +17,7 @@ grants a group, as the guide tells them to).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from domain.errors import DomainError
@@ -106,7 +106,6 @@ class Actor:
     groups: tuple[str, ...] = ()
     source: str = "cli"
     via: str = "cli"  # cli, token, session, setup
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def can(self, permission: Permission) -> bool:
         needed = GRANTED_BY[permission]

@@ -3,13 +3,11 @@ session, a fresh context per test), against the real app served by uvicorn on a 
 (tests/browser/console_app.py: seeded clinic, four users, a simulated clock).
 
 Fixtures: `chromium_path`, `browser`, `console` (a `Console`), `page` (1280×900) and
-`tablet_page` (768×1024) with base_url = the console's URL, `console_modules` (override it in
-a test module to serve fewer console modules); helper `assert_accessible(page)`.
+`tablet_page` (768×1024) with base_url = the console's URL; helper `assert_accessible(page)`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from collections.abc import Iterator
@@ -23,7 +21,6 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from api.web.app import CONSOLE_MODULES
 from application.bootstrap import Outreach
 from application.clock import SimulatedClock
 from tests.browser.console_app import PASSWORD, Seeded, Served, close, open_console
@@ -64,13 +61,6 @@ def browser(chromium_path: str) -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture
-def console_modules() -> tuple[str, ...]:
-    """The console modules served: the lead's list, less those not written yet (a module
-    that exists but fails to import still fails the test)."""
-    return tuple(m for m in CONSOLE_MODULES if importlib.util.find_spec(m) is not None)
-
-
 @dataclass
 class Console:
     """The served console and what is behind it: the application, its clock, the seed."""
@@ -108,8 +98,8 @@ class Console:
 
 
 @pytest.fixture
-def console(tmp_path: Path, console_modules: tuple[str, ...]) -> Iterator[Console]:
-    o, clock, seeded, served = open_console(tmp_path, console_modules)
+def console(tmp_path: Path) -> Iterator[Console]:
+    o, clock, seeded, served = open_console(tmp_path)
     try:
         yield Console(o, clock, seeded, served)
     finally:

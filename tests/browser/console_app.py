@@ -18,7 +18,6 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.http import serving_app
-from api.web.app import CONSOLE_MODULES, add_console
 from application.bootstrap import Outreach, build
 from application.clock import SimulatedClock
 from application.settings import Settings
@@ -105,12 +104,9 @@ def seed(o: Outreach, folder: Path) -> Seeded:
     return seeded
 
 
-def console_app(o: Outreach, modules: tuple[str, ...] = CONSOLE_MODULES) -> FastAPI:
-    """The app `outreach serve` runs, with the console (once: serving_app may add it)."""
-    app = serving_app(o, insecure_dev_no_signatures=True)
-    if not any(getattr(r, "path", "").startswith("/console") for r in app.routes):
-        add_console(app, o.staff, modules=modules)
-    return app
+def console_app(o: Outreach) -> FastAPI:
+    """The app `outreach serve` runs: webhooks, the staff API and the whole console."""
+    return serving_app(o, insecure_dev_no_signatures=True)
 
 
 def free_port() -> int:
@@ -147,15 +143,14 @@ class Served:
         self.thread.join(timeout=5)
 
 
-def open_console(folder: Path, modules: tuple[str, ...] = CONSOLE_MODULES
-                 ) -> tuple[Outreach, SimulatedClock, Seeded, Served]:
+def open_console(folder: Path) -> tuple[Outreach, SimulatedClock, Seeded, Served]:
     clock = SimulatedClock(TUESDAY_9AM)
     settings = Settings(database_url=f"sqlite:///{folder}/outreach.db",
                         letters_dir=folder / "letters")
     o = build(settings, clock=clock, gateway=SimulatorSmsGateway(now=clock.now))
     try:
         seeded = seed(o, folder / "seed")
-        served = Served(console_app(o, modules)).start()
+        served = Served(console_app(o)).start()
     except BaseException:
         o.close()
         raise
