@@ -52,6 +52,7 @@ class Permission(StrEnum):
     IMPORTS_RUN = "imports.run"
     USERS_MANAGE = "users.manage"  # users, roles, groups, password resets
     AUDIT_READ = "audit.read"
+    SETTINGS_MANAGE = "settings.manage"  # organisation settings: windows, caps, holidays, ...
 
 
 #: The roles that grant each permission; None: every signed-in user.
@@ -67,6 +68,7 @@ GRANTED_BY: dict[Permission, frozenset[Role] | None] = {
     Permission.IMPORTS_RUN: frozenset({Role.ADMIN}),
     Permission.USERS_MANAGE: frozenset({Role.ADMIN}),
     Permission.AUDIT_READ: frozenset({Role.ADMIN}),
+    Permission.SETTINGS_MANAGE: frozenset({Role.ADMIN}),
 }
 
 

@@ -19,8 +19,9 @@ from api.web.session import TEMPLATES, SignInNeeded, to_sign_in
 from domain.errors import DomainError
 
 STATIC = Path(__file__).parent / "static"
-CONSOLE_MODULES = ("api.web.sign_in", "api.web.patients", "api.web.campaigns", "api.web.admin",
-                   "api.web.replies")
+CONSOLE_MODULES = ("api.web.sign_in", "api.web.patients", "api.web.lists",
+                   "api.web.campaign_editor", "api.web.forecast", "api.web.campaigns", "api.web.admin",
+                   "api.web.organisation", "api.web.replies")
 PREFIX = "/console"
 
 

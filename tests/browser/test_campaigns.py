@@ -79,7 +79,7 @@ def test_a_campaigns_user_sees_the_actions_and_an_opt_out_manager_sees_no_campai
     page.get_by_role("button", name="Sign out").click()
     console.sign_in(page, "optouts")
     nav = page.get_by_role("navigation", name="Main")
-    expect(nav.get_by_role("link", name="Patients")).to_be_visible()
+    expect(nav.get_by_role("link", name="Patient search")).to_be_visible()
     expect(nav.get_by_role("link", name="Campaigns")).to_have_count(0)
     answer = page.goto("/console/campaigns")
     assert answer is not None and answer.status == 403
