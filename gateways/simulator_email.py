@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from domain.email import EmailEvent, EmailEventKind
 from domain.retry import FailureKind
 from gateways.email import EmailGateway, OutboundEmail, SendResult
+from gateways.recent import DEFAULT_KEEP, Recent
 
 SIMULATOR_DOMAIN = "simulator.amazonses.com"
 #: what SES's mailbox simulator does with each address: events after the Send
@@ -46,7 +47,9 @@ def _unit(*parts: object) -> float:
 
 class SimulatorEmailGateway(EmailGateway):
     def __init__(self, *, now: Callable[[], datetime], failure_rate: float = 0.0,
-                 seed: int = 7, keep_messages: bool = True) -> None:
+                 seed: int = 7, keep_messages: bool = True, keep: int = DEFAULT_KEEP) -> None:
+        """Only the last `keep` messages are remembered (gateways/recent.py); none at all
+        with keep_messages=False."""
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError("failure_rate must be between 0 and 1")
         self._now = now
@@ -54,15 +57,14 @@ class SimulatorEmailGateway(EmailGateway):
         self._seed = seed
         self._keep = keep_messages
         self._lock = threading.Lock()
-        self._sent: list[SimulatedEmail] = []
-        self._by_reference: dict[str, SimulatedEmail] = {}
+        self._sent: Recent[str, SimulatedEmail] = Recent(lambda e: e.message.reference, keep)
         self._events: list[EmailEvent] = []
         self._count = 0
 
     @property
     def sent(self) -> list[SimulatedEmail]:
-        with self._lock:
-            return list(self._sent)
+        """The last `keep` messages, oldest first."""
+        return self._sent.snapshot()
 
     def send(self, message: OutboundEmail) -> SendResult:
         local, _, domain = message.to.lower().rpartition("@")
@@ -80,8 +82,7 @@ class SimulatorEmailGateway(EmailGateway):
                 f"ses:{self._seed}:{message.reference}:{self._count}".encode()).hexdigest()[:56]
             record = SimulatedEmail(message, message_id, now)
             if self._keep:
-                self._sent.append(record)
-                self._by_reference[message.reference] = record
+                self._sent.add(record)
             outcomes = MAILBOX.get(local.split("+")[0], MAILBOX["success"]) \
                 if domain == SIMULATOR_DOMAIN else MAILBOX["success"]
             self._events.append(self._event(message, message_id, EmailEventKind.SEND, "",
@@ -103,8 +104,8 @@ class SimulatorEmailGateway(EmailGateway):
         return events
 
     def find_sent(self, reference: str, since: datetime) -> SendResult | None:
-        with self._lock:
-            record = self._by_reference.get(reference)
+        same = self._sent.with_key(reference)
+        record = same[-1] if same else None
         if record is not None and record.at >= since:
             return SendResult.ok(record.message_id, "sent")
         return None

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from domain.sms import segment
 from gateways import twilio_errors
+from gateways.recent import DEFAULT_KEEP, Recent
 from gateways.sms import OutboundText, SendResult, SmsGateway
 
 # Twilio's magic 'To' numbers for test credentials: each answers with one fixed error.
@@ -46,23 +47,31 @@ def _unit(*parts: object) -> float:
 
 class SimulatorSmsGateway(SmsGateway):
     def __init__(
-        self, *, now: Callable[[], datetime], failure_rate: float = 0.0, seed: int = 7
+        self, *, now: Callable[[], datetime], failure_rate: float = 0.0, seed: int = 7,
+        keep: int = DEFAULT_KEEP,
     ) -> None:
-        """`now` is the application's clock: 'at' and find_sent's `since` share one time."""
+        """`now` is the application's clock: 'at' and find_sent's `since` share one time.
+        Only the last `keep` messages are remembered (gateways/recent.py)."""
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError("failure_rate must be between 0 and 1")
         self._now = now
         self._failure_rate = failure_rate
         self._seed = seed
         self._lock = threading.Lock()
-        self._sent: list[SimulatedMessage] = []
-        self._sends_per_reference: dict[str, int] = {}
+        self._sent: Recent[str, SimulatedMessage] = Recent(lambda m: m.reference, keep)
+        # Sends ever made: numbers the sids, so they stay distinct even for a reference sent
+        # again after its first message was forgotten.
+        self._count = 0
 
     @property
     def sent(self) -> list[SimulatedMessage]:
-        """A snapshot of every accepted message, oldest first."""
-        with self._lock:
-            return list(self._sent)
+        """A snapshot of the last `keep` accepted messages, oldest first."""
+        return self._sent.snapshot()
+
+    @property
+    def total_sent(self) -> int:
+        """Every message accepted, forgotten ones included."""
+        return self._sent.total
 
     def send(self, message: OutboundText) -> SendResult:
         code = self._refusal(message)
@@ -70,21 +79,19 @@ class SimulatorSmsGateway(SmsGateway):
             verdict = twilio_errors.classify(code)
             return SendResult.failed(str(code), verdict.reason, verdict.kind)
         with self._lock:
-            # Counting repeats keeps sids distinct if one reference is (wrongly) sent twice.
-            repeat = self._sends_per_reference.get(message.reference, 0)
-            self._sends_per_reference[message.reference] = repeat + 1
+            # The count keeps sids distinct if one reference is (wrongly) sent twice.
+            self._count += 1
             sid = "SM" + hashlib.sha256(
-                f"sid:{self._seed}:{message.reference}:{repeat}".encode()).hexdigest()[:32]
-            self._sent.append(
+                f"sid:{self._seed}:{message.reference}:{self._count}".encode()).hexdigest()[:32]
+            self._sent.add(
                 SimulatedMessage(message.to, message.body, message.reference, sid, self._now()))
         # No provider to count them: our own count, the one campaign creation checked.
         return SendResult.ok(sid, "queued", segment(message.body).segments)
 
     def find_sent(self, to: str, body: str, since: datetime) -> SendResult | None:
-        with self._lock:
-            for record in reversed(self._sent):
-                if record.to == to and record.body == body and record.at >= since:
-                    return SendResult.ok(record.sid, "queued", segment(body).segments)
+        for record in self._sent.newest_first():
+            if record.to == to and record.body == body and record.at >= since:
+                return SendResult.ok(record.sid, "queued", segment(body).segments)
         return None
 
     def _refusal(self, message: OutboundText) -> int | None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from domain.retry import FailureKind
+from gateways.recent import DEFAULT_KEEP, Recent
 from gateways.sms import SendResult
 from gateways.twilio_voice_webhooks import AmdResult, CallStatus, GatherResult
 from gateways.voice import OutboundCall, VoiceGateway
@@ -59,22 +60,22 @@ def _attempt_of(reference: str) -> int | None:
 
 class SimulatorVoiceGateway(VoiceGateway):
     def __init__(self, *, now: Callable[[], datetime], seed: int = 7,
-                 failure_rate: float = 0.0) -> None:
+                 failure_rate: float = 0.0, keep: int = DEFAULT_KEEP) -> None:
+        """Only the last `keep` calls are remembered (gateways/recent.py)."""
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError("failure_rate must be between 0 and 1")
         self._now = now
         self._seed = seed
         self._failure_rate = failure_rate
         self._lock = threading.Lock()
-        self._calls: list[SimulatedCall] = []
-        self._by_sid: dict[str, SimulatedCall] = {}
+        self._calls: Recent[str, SimulatedCall] = Recent(lambda c: c.sid, keep)
         self._events: list[VoiceEvent] = []
         self._count = 0
 
     @property
     def calls(self) -> list[SimulatedCall]:
-        with self._lock:
-            return list(self._calls)
+        """The last `keep` calls, oldest first."""
+        return self._calls.snapshot()
 
     def place_call(self, call: OutboundCall) -> SendResult:
         if self._failure_rate and _unit(self._seed, call.reference) < self._failure_rate:
@@ -88,8 +89,7 @@ class SimulatorVoiceGateway(VoiceGateway):
             final = next((s.status for s in reversed(steps) if isinstance(s, CallStatus)),
                          "completed")
             record = SimulatedCall(call.to, call.reference, now, sid, final)
-            self._calls.append(record)
-            self._by_sid[sid] = record
+            self._calls.add(record)
             self._events.extend(steps)
         return SendResult.ok(sid, "queued")
 
@@ -132,7 +132,7 @@ class SimulatorVoiceGateway(VoiceGateway):
     def find_call(self, to: str, since: datetime,
                   from_number: str | None = None) -> SendResult | None:
         with self._lock:
-            found = [c for c in self._calls
+            found = [c for c in self._calls.snapshot()
                      if c.to == to and c.at >= since and c.final_status not in NOT_PLACED]
         if not found:
             return None
@@ -143,7 +143,8 @@ class SimulatorVoiceGateway(VoiceGateway):
         """Recorded on the call; False for a call this simulator never placed or that never
         connected (Twilio: "Call is not in-progress")."""
         with self._lock:
-            record = self._by_sid.get(call_sid)
+            same = self._calls.with_key(call_sid)
+            record = same[-1] if same else None
             if record is None or record.final_status != "completed":
                 return False
             record.played.append(twiml)
