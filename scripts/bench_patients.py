@@ -8,7 +8,9 @@ fresh database is created on that server and dropped afterwards (--keep keeps it
 
 Reports import rows/s per file and overall, then for the two built-in views and three
 multi-row filters: total count and first-page latency (p50/p95 of count + page, as staff
-wait for them), next to the same list written by hand in SQL, and the ratio.
+wait for them), next to the same list written by hand in SQL, and the ratio; then the
+console's list page for the same lists, next to the list query under it
+(scripts/bench_console.py).
 Targets: import ≥ 20,000 rows/s; list p95 < 300 ms for 1M patients on PostgreSQL.
 """
 
@@ -212,6 +214,10 @@ def _measure(url: str, paths: dict[str, Path] | None, repeats: int,
         emit("vacuum + analyze (what autovacuum does in time)",
              time.perf_counter() - started, "s")
         _bench_lists(service, db, repeats, emit)
+        # The console's list page beside the same query (issue 13), on the same data.
+        from scripts.bench_console import bench_list_page
+
+        bench_list_page(url, NOW, [(c.name, c.query) for c in _cases()], repeats, emit)
     finally:
         db.close()
         store.close()
