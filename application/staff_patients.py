@@ -256,7 +256,10 @@ class PatientsFacade(Guarded):
         return saved
 
     def update_view(self, actor: Actor, ref: str, options: ListOptions | None,
-                    rename: str | None = None) -> SavedView:
+                    rename: str | None = None, *, whole: bool = False) -> SavedView:
+        """`options` change what they give (a PATCH: no filters given keeps the view's); with
+        `whole`, they are the view's entire new definition (the console's form: every
+        filter row removed means no filters)."""
         with self.audited(actor, Permission.LISTS_READ, "views.update", target=ref):
             query = None
             if options is not None:
@@ -267,7 +270,7 @@ class PatientsFacade(Guarded):
                     focus=current.focus,
                     scope=given.scope if (options.providers or options.groups)
                     else current.scope,
-                    filters=given.filters if options.filters else current.filters,
+                    filters=given.filters if options.filters or whole else current.filters,
                     sort=given.sort or current.sort, columns=given.columns or current.columns,
                     page_size=current.page_size)
                 self.scoped(actor, query, "views.update")

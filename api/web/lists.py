@@ -441,7 +441,8 @@ async def update_view(page: Annotated[Page, Depends(checked_page)],
 
     def change(state: ListState) -> str:
         options = _definition(state) if state.defined else None
-        saved = _facade(page).update_view(page.actor, view_id, options, name or None)
+        saved = _facade(page).update_view(page.actor, view_id, options, name or None,
+                                          whole=True)
         return ListState(view=saved.view_id).url()
 
     return await _view_change(page, change)

@@ -207,6 +207,20 @@ def test_a_user_saves_updates_shares_and_deletes_a_view(console: Console) -> Non
     assert "Medicare only" not in maya.get("/console/lists").text
 
 
+def test_removing_every_filter_row_then_update_saves_a_view_without_filters(
+        console: Console) -> None:
+    maya = console.browser("maya")
+    saved = maya.post("/console/lists/views", data=new_list(
+        name="Medicare", f_field="payor", f_action="contains", f_value="Medicare"))
+    view_id = re.search(r"view=([^&\"]+)", saved.headers["location"])[1]  # type: ignore[index]
+    assert picks(maya.get("/console/lists", params={"view": view_id}).text) == ["P4", "P1"]
+    cleared = maya.post(f"/console/lists/views/{view_id}/update",
+                        data=new_list(view=view_id, name=""))
+    assert cleared.status_code == 303, cleared.text
+    everyone = picks(maya.get("/console/lists", params=new_list()).text)
+    assert picks(maya.get("/console/lists", params={"view": view_id}).text) == everyone
+
+
 def test_a_taken_view_name_is_said_in_the_domains_words(console: Console) -> None:
     maya = console.browser("maya")
     plain = maya.post("/console/lists/views", data=new_list(name="Patients Ages 65+"))
