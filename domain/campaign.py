@@ -224,12 +224,16 @@ class Campaign(Aggregate):
         for key, value in changes.items():
             setattr(self, key, value)
 
-    def activate(self, *, now: datetime, calendar: SendingCalendar, by: str = "system") -> None:
+    def activate(self, *, now: datetime, calendar: SendingCalendar, by: str = "system",
+                 size_cap: int = DEFAULT_SIZE_CAP) -> None:
         self._check_not_final("activate")
         if self.is_active:
             raise CampaignRuleViolation("the campaign is already active")
         if not self.audience:
             raise CampaignRuleViolation("the campaign has no patients to contact")
+        # Checked again here, not only when the list was saved: the organisation's cap may
+        # have been lowered since (an administrator's setting).
+        check_audience(self.audience, size_cap)
         self._activated(at=now, by=by)
 
     @event("Activated")

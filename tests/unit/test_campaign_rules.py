@@ -320,6 +320,17 @@ def test_the_size_cap_is_an_organisation_setting_applied_on_edit_too() -> None:
                       audience=[f"p-{i}" for i in range(2001)])
 
 
+def test_a_campaign_saved_under_a_higher_cap_is_refused_activation_after_it_was_lowered() -> None:
+    # Given a campaign of 3 patients saved while the cap was 4,000
+    campaign = draft(audience=["p-1", "p-2", "p-3"])
+    # When the organisation lowers the cap to 2, activating it is refused with the cap's words
+    with pytest.raises(CampaignRuleViolation, match="3 patients; a campaign may contact at most 2"):
+        campaign.activate(now=MONDAY_BEFORE, calendar=US, size_cap=2)
+    # And under a cap it fits, it activates
+    campaign.activate(now=MONDAY_BEFORE, calendar=US, size_cap=3)
+    assert campaign.is_active
+
+
 def test_an_audience_listing_a_patient_twice_is_refused() -> None:
     with pytest.raises(CampaignRuleViolation, match="more than once"):
         draft(audience=["p-1", "p-2", "p-1"])
