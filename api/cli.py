@@ -343,6 +343,7 @@ def main() -> None:
     from api import cli_ops  # noqa: F401 - registers demo, opt-out, worker and event commands
     from api.cli_audit_trail import audit_app
     from api.cli_patients import import_app, list_command, patients_app, views_app
+    from api.cli_settings import settings_app
     from api.cli_users import users_app  # also registers login, logout, whoami, password
 
     app.add_typer(import_app, name="import")
@@ -356,6 +357,7 @@ def main() -> None:
     app.add_typer(letters_app, name="letters")
     app.add_typer(users_app, name="users")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(settings_app, name="settings")
     sys.exit(_run_app())
 
 

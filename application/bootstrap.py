@@ -4,6 +4,7 @@ at import time: `build()` opens the connections."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from application.email_events import EmailEventService
 from application.inbound_service import InboundService
 from application.letters import LetterService
 from application.logging import configure_logging
+from application.organisation import OrganisationService
 from application.patients import PatientService
 from application.ports import PatientDirectory
 from application.settings import Settings
@@ -26,6 +28,7 @@ from application.unsubscribe import UnsubscribeTokens
 from application.users import UserService
 from application.voice_events import VoiceEventService
 from domain.clock import Clock
+from domain.pacing import Pace
 from domain.preferences import ContactKeys
 from gateways.email import EmailGateway
 from gateways.pdf_letters import PdfLetterPrinter
@@ -41,6 +44,9 @@ from projections.preferences import PreferencesProjection
 from workers.ratelimit import RateLimiter
 from workers.scheduler import DDL as SCHEDULER_DDL
 
+#: How stale a process's organisation settings may be when another process changed them.
+SETTINGS_TTL_S = 3.0
+
 
 def build_gateway(settings: Settings, clock: Clock) -> SmsGateway:
     if settings.uses_twilio:
@@ -55,7 +61,8 @@ def build_gateway(settings: Settings, clock: Clock) -> SmsGateway:
             timeout=settings.twilio_timeout_seconds,
         )
     return SimulatorSmsGateway(now=clock.now, failure_rate=settings.simulator_failure_rate,
-                               seed=settings.simulator_seed)
+                               seed=settings.simulator_seed,
+                               keep=settings.simulator_keep_messages)
 
 
 def build_email_gateway(settings: Settings, clock: Clock) -> EmailGateway:
@@ -73,7 +80,8 @@ def build_email_gateway(settings: Settings, clock: Clock) -> EmailGateway:
             max_send_rate=settings.ses_max_send_rate,
             events_grace=timedelta(seconds=settings.email_events_grace_seconds))
     return SimulatorEmailGateway(now=clock.now, failure_rate=settings.simulator_failure_rate,
-                                 seed=settings.simulator_seed)
+                                 seed=settings.simulator_seed,
+                                 keep=settings.simulator_keep_messages)
 
 
 def build_voice_gateway(settings: Settings, clock: Clock) -> VoiceGateway:
@@ -88,7 +96,8 @@ def build_voice_gateway(settings: Settings, clock: Clock) -> VoiceGateway:
     from gateways.simulator_voice import SimulatorVoiceGateway
 
     return SimulatorVoiceGateway(now=clock.now, seed=settings.simulator_seed,
-                                 failure_rate=settings.simulator_failure_rate)
+                                 failure_rate=settings.simulator_failure_rate,
+                                 keep=settings.simulator_keep_messages)
 
 
 @dataclass
@@ -112,12 +121,32 @@ class Outreach:
     voice: VoiceEventService  # calls' callbacks: answers, machines, keys pressed
     users: UserService  # staff users, sign-in, tokens, sessions
     audit: AuditTrail  # who did and saw what (append-only, in the event store)
+    organisation: OrganisationService  # settings administrators change while it runs
     projections: list[Projection] = field(default_factory=list)
     # The access-checked, audited facades every face calls (CLI, HTTP API): set by build().
     staff: Staff = field(init=False, repr=False)
     _caught_up_to: int | None = field(default=None, repr=False)
+    _settings_checked: float = field(default=float("-inf"), repr=False)
+
+    def follow_settings(self, every_s: float = 0.0) -> bool:
+        """Apply organisation settings another process stored, at most every `every_s`
+        seconds of real time (a monotonic clock: how often to look is the process's own
+        business, not the simulated time of the outreach clock). True when they changed."""
+        now = time.monotonic()
+        if now - self._settings_checked < every_s:
+            return False
+        self._settings_checked = now
+        return self.organisation.refresh()
+
+    def settings_changed(self) -> None:
+        """What copied a setting when it was built follows it (the rest reads `settings`,
+        changed in place): the rate limiter's pace."""
+        self.limiter.pace = Pace(self.settings.rate_cap_per_hour, self.settings.rate_burst)
 
     def catch_up(self) -> int:
+        # The server reads through here on every request: settings another process changed
+        # (the CLI, another server) are picked up within SETTINGS_TTL_S.
+        self.follow_settings(SETTINGS_TTL_S)
         # Most calls find nothing new: one cheap look at the log's head saves a transaction
         # per projection. Another process may have written since: then we do the full pass.
         head = self.store.recorder.max_notification_id()
@@ -156,6 +185,9 @@ def build(
         store = open_event_store(settings)
         db = open_database(settings.database_url, settings.db_pool_size,
                            settings.db_connect_timeout_seconds)
+        # The stored organisation settings first: everything built below reads them.
+        organisation = OrganisationService(store, settings, clock)
+        organisation.refresh()
         projections: list[Projection] = [CampaignProjection(), PreferencesProjection()]
         patients = PatientService(store, db, clock, settings)
         projections = [*patients.projections, *projections]
@@ -190,8 +222,9 @@ def build(
                               catch_up),
         voice_gateway=voice_gateway,
         voice=VoiceEventService(store, directory, clock, settings, voice_gateway),
-        users=users, audit=audit,
+        users=users, audit=audit, organisation=organisation,
     )
+    organisation.on_change = outreach.settings_changed
     holder.append(outreach)
     replies = build_replies(outreach, audit)
     outreach.projections.extend(replies.inbox.projections)

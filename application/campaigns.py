@@ -24,6 +24,7 @@ from application.email_merge import render
 from application.ports import PatientDirectory
 from application.settings import Settings
 from application.store import EventStore
+from domain.calendar import SendingCalendar
 from domain.campaign import Campaign
 from domain.channels import Channel
 from domain.clock import Clock
@@ -104,12 +105,17 @@ class CampaignService:
         self.directory = directory
         self.clock = clock
         self.settings = settings
-        self.calendar = settings.calendar
         self.gateway = gateway
         self.email_gateway = email_gateway
         self.email_composition = email_composition
         self.voice_gateway = voice_gateway
         self.catch_up = catch_up
+
+    @property
+    def calendar(self) -> SendingCalendar:
+        # Read each time: an administrator may change windows and holidays while this
+        # process runs (application/organisation.py replaces the settings' calendar).
+        return self.settings.calendar
 
     # -- commands ------------------------------------------------------------------------
     def create(
@@ -165,7 +171,8 @@ class CampaignService:
             created_by=by or self.settings.user, groups=groups,
         )
         if active:
-            campaign.activate(now=now, calendar=self.calendar, by=by or self.settings.user)
+            campaign.activate(now=now, calendar=self.calendar, by=by or self.settings.user,
+                              size_cap=self.settings.campaign_size_cap)
             self.store.save(campaign, *self._plan(campaign, now))
         else:
             self.store.save(campaign)
@@ -205,7 +212,8 @@ class CampaignService:
     def activate(self, campaign_id: UUID, by: str | None = None) -> None:
         campaign = self.get(campaign_id)
         now = self.clock.now()
-        campaign.activate(now=now, calendar=self.calendar, by=by or self.settings.user)
+        campaign.activate(now=now, calendar=self.calendar, by=by or self.settings.user,
+                          size_cap=self.settings.campaign_size_cap)
         self.store.save(campaign, *self._plan(campaign, now))
 
     def inactivate(self, campaign_id: UUID, by: str | None = None) -> None:

@@ -99,13 +99,18 @@ class PatientService:
         self.db = db
         self.clock = clock
         self.settings = settings
-        self.zone = ZoneInfo(settings.timezone)
         self._keys: ContactKeys | None = None  # loaded when a summary first needs them
         self.patients_projection = PatientsProjection()
         self.views_projection = PageViewsProjection()
         self.projections: builtins.list[Projection] = [
             self.patients_projection, self.views_projection]
         prepare(db, self.projections)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        # Read each time: the time zone is an organisation setting an administrator may
+        # change while this process runs (application/organisation.py).
+        return ZoneInfo(self.settings.timezone)
 
     # -- housekeeping ------------------------------------------------------------------------
 

@@ -126,10 +126,14 @@ class ReplyInbox:
         self.db = db
         self.clock = clock
         self.settings = settings
-        self.zone = ZoneInfo(settings.timezone)
         self._catch_up = catch_up
         self.projections: builtins.list[Projection] = [RepliesProjection()]
         prepare(db, self.projections)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        # Read each time: an organisation setting that may change while this process runs.
+        return ZoneInfo(self.settings.timezone)
 
     def refresh(self) -> None:
         """Read models up to date: the application's (patients, campaigns and, once wired,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -34,13 +36,28 @@ def parse_days(text: str) -> frozenset[int]:
     if text == "all":
         return frozenset(range(7))
     days: set[int] = set()
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                a, b = (DAY_NAMES.index(p.strip()[:3]) for p in part.split("-"))
+                days.update(range(a, b + 1))
+            else:
+                days.add(DAY_NAMES.index(part[:3]))
+    except ValueError:
+        raise ValueError(f"{text!r} is not days such as mon-sat, mon,wed,fri or all") from None
+    return frozenset(days)
+
+
+def parse_dates(text: str) -> frozenset[date]:
+    """'2026-12-24, 2026-12-31' → those days (empty text: none)."""
+    days: set[date] = set()
     for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            a, b = (DAY_NAMES.index(p.strip()[:3]) for p in part.split("-"))
-            days.update(range(a, b + 1))
-        else:
-            days.add(DAY_NAMES.index(part[:3]))
+        if part.strip():
+            try:
+                days.add(date.fromisoformat(part.strip()))
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not a date (YYYY-MM-DD)") from None
     return frozenset(days)
 
 
@@ -73,6 +90,9 @@ class Settings(BaseSettings):
     email_window: str = "09:00-22:45"
     sending_days: str = "mon-sat"
     holidays: str = "US"  # a country code for the `holidays` package, or "none"
+    # The organisation's own extra non-sending days ("2026-12-24,2026-12-31"), on top of the
+    # holidays country's: a start day on one moves like a holiday's (the Sunday rule).
+    closed_dates: str = ""
     rate_cap_per_hour: int = Field(default=1000, ge=1)
     campaign_size_cap: int = Field(default=4000, ge=1)
     text_footer: str = "Reply STOP to opt out."
@@ -101,6 +121,9 @@ class Settings(BaseSettings):
 
     simulator_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     simulator_seed: int = 7
+    # The simulators remember only their last N messages and calls (enough to reconcile a
+    # crashed attempt and for tests to read): a long run's memory stays flat.
+    simulator_keep_messages: int = Field(default=10_000, ge=1)
 
     # "json" (production), "console" (people), or "auto": json when stderr is not a
     # terminal (a service, a pipe), console when it is. application/logging.py
@@ -201,6 +224,8 @@ class Settings(BaseSettings):
     # Healthcare|100 Main St|Springfield, IL 62701; North=…": name=lines split by |, entries
     # by ;) and its letterhead logos ("main=/path/logo.png", comma-separated).
     letters_dir: Path = Path("var/letters")
+    # Where logos uploaded in the console are kept (unset: a `logos` folder beside letters_dir).
+    logos_dir: Path | None = None
     return_addresses: str = ""
     letter_logos: str = ""
 
@@ -265,6 +290,46 @@ class Settings(BaseSettings):
     def ses_topics(self) -> list[str]:
         return [t.strip() for t in self.ses_sns_topic_arns.split(",") if t.strip()]
 
+    @property
+    def logo_folder(self) -> Path:
+        return self.logos_dir or Path(self.letters_dir).parent / "logos"
+
+    # -- changed while running (issue 13: organisation settings) ---------------------------
+    def with_values(self, values: Mapping[str, str]) -> Settings:
+        """A copy with `values` (field name → text) validated and set, its calendar built
+        (which checks windows, days, holidays and closed dates). Raises ValueError naming
+        the first key refused, in one line."""
+        new = self.model_copy()
+        new.__dict__.pop("calendar", None)  # model_copy copies the cached calendar too
+        for key, value in values.items():
+            if key not in type(self).model_fields:
+                raise ValueError(f"{key}: not a setting")
+            try:
+                new.__pydantic_validator__.validate_assignment(new, key, value)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                errors = getattr(exc, "errors", None)
+                reason = errors()[0]["msg"] if callable(errors) else str(exc)
+                raise ValueError(f"{key}: {reason}") from None
+        for key in values:
+            try:
+                _check_calendar_part(new, key)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        try:
+            new.calendar  # noqa: B018 - built whole to be checked
+        except (ValueError, KeyError, NotImplementedError) as exc:
+            raise ValueError(f"calendar: {exc}") from None
+        return new
+
+    def adopt(self, other: Settings, keys: Mapping[str, object]) -> None:
+        """Take `keys`' values from `other` in place. In place, not a new object: every
+        service was given this one object and reads its attributes when it works, so they
+        all see the change at once. The calendar is cached (windows parsed, holidays
+        loaded): it is dropped here and rebuilt on its next use."""
+        for key in keys:
+            object.__setattr__(self, key, getattr(other, key))
+        self.__dict__.pop("calendar", None)
+
     @cached_property
     def calendar(self) -> SendingCalendar:
         days = parse_days(self.sending_days)
@@ -274,10 +339,12 @@ class Settings(BaseSettings):
         windows[Channel.EMAIL] = Window.parse(self.email_window, days)
         windows[Channel.LETTER] = Window(DEFAULT_WINDOWS[Channel.LETTER].start,
                                          DEFAULT_WINDOWS[Channel.LETTER].end, days)
+        closed = parse_dates(self.closed_dates)
         if self.holidays.lower() == "none":
-            return SendingCalendar(ZoneInfo(self.timezone), windows)
+            return SendingCalendar(ZoneInfo(self.timezone), windows, closed.__contains__)
         country = holidays_lib.country_holidays(self.holidays.upper())
-        return SendingCalendar(ZoneInfo(self.timezone), windows, lambda d: d in country)
+        return SendingCalendar(ZoneInfo(self.timezone), windows,
+                               lambda d: d in closed or d in country)
 
     # Staff users and sign-in (issue 12). Lockout: after this many consecutive failed
     # sign-ins the account is locked, first for login_lockout_minutes, doubling on each
@@ -294,3 +361,26 @@ class Settings(BaseSettings):
     api_token_max_days: int = Field(default=365, ge=1)
     password_reset_hours: float = Field(default=24.0, gt=0)
     password_min_length: int = Field(default=8, ge=8, le=64)
+
+
+
+def _check_calendar_part(settings: Settings, key: str) -> None:
+    """The part of the calendar `key` makes, built alone: so a refusal names its key."""
+    value = str(getattr(settings, key))
+    if key.endswith("_window"):
+        Window.parse(value, parse_days(settings.sending_days))
+    elif key == "sending_days":
+        parse_days(value)
+    elif key == "holidays" and value.lower() != "none":
+        try:
+            holidays_lib.country_holidays(value.upper())
+        except NotImplementedError:
+            raise ValueError(f"no holidays known for country {value!r} (a code such as "
+                             "US, or none)") from None
+    elif key == "closed_dates":
+        parse_dates(value)
+    elif key == "timezone":
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None

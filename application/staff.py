@@ -19,6 +19,7 @@ from application.opt_outs import OptOutService
 from application.staff_audit import AuditFacade
 from application.staff_base import AuditSink
 from application.staff_campaigns import CampaignsFacade
+from application.staff_organisation import OrganisationFacade
 from application.staff_patients import PatientsFacade
 from application.staff_users import UsersFacade
 from application.users import UserService
@@ -36,6 +37,8 @@ class Staff:
     replies: Any  # application.staff_replies.RepliesFacade
     audit: Any  # application.staff_audit.AuditFacade
     trail: AuditSink  # where every facade records
+    # Organisation settings (administrators); None when built without a running application.
+    organisation: Any = None  # application.staff_organisation.OrganisationFacade
 
 
 def imports_dir_of(o: Outreach) -> Path:
@@ -59,7 +62,8 @@ def build_staff(o: Outreach, users: Any, audit: AuditSink, replies: Any = None, 
     if audit_facade is None and isinstance(audit, AuditTrail):
         audit_facade = AuditFacade(audit, audit)
     return Staff(auth=users, users=users_facade, patients=patients, campaigns=campaigns,
-                 replies=replies, audit=audit_facade, trail=audit)
+                 replies=replies, audit=audit_facade, trail=audit,
+                 organisation=OrganisationFacade(o.organisation, audit))
 
 
 def _campaigns_facade(o: Outreach, audit: AuditSink) -> CampaignsFacade:

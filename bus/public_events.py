@@ -249,6 +249,12 @@ RULES: Mapping[str, Rule] = {
         "Created", "Updated", "Deactivated", "Reactivated", "PasswordSet",
         "PasswordRehashed", "LoginSucceeded", "LoginFailed", "LockedOut", "ResetIssued",
         "ResetUsed", "TokensRevoked")},
+    # Organisation settings (issue 13): windows, caps, footers, addresses changed by an
+    # administrator (named in `by`); every process reads them from the store, no consumer
+    # needs them.
+    **{f"domain.organisation:OrganisationSettings.{name}": Internal(
+        "organisation settings and the administrator who changed them") for name in (
+        "Created", "Changed")},
 }
 
 

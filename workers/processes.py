@@ -36,6 +36,7 @@ from workers.runner import (
     EmbeddedRunner,
     apply_simulated_call_events,
     apply_simulated_email_events,
+    follow_settings,
     make_dispatcher,
 )
 from workers.startup import require_broker
@@ -50,6 +51,8 @@ DISPATCH_GROUP = "outreach-dispatchers"
 EXIT_COMPONENT_STOPPED = 1
 # How often a dispatcher measures its partitions' lag (an OffsetFetch per partition).
 LAG_EVERY = timedelta(seconds=10)
+# How often a dispatcher looks for organisation settings an administrator changed.
+SETTINGS_EVERY_S = 5.0
 
 
 def stop_on_signals() -> threading.Event:
@@ -264,6 +267,8 @@ def _dispatch(o: Outreach, group_id: str, stop: threading.Event, health: Health,
                 _measure_lag(consumer, metrics)
             if not intents:
                 continue
+            # Windows re-checked at send time must be the administrator's latest.
+            guard.run(partial(follow_settings, o, dispatcher, SETTINGS_EVERY_S), stop)
             stats = guard.run(partial(dispatcher.handle, intents), stop)
             if stats is None:
                 break  # stopping mid-outage: nothing committed, the batch comes back

@@ -82,6 +82,23 @@ def make_dispatcher(outreach: Outreach, metrics: Metrics | None = None) -> Dispa
     )
 
 
+def follow_settings(outreach: Outreach, dispatcher: Dispatcher | None,
+                    every_s: float = 0.0) -> bool:
+    """Apply organisation settings an administrator changed (application/organisation.py)
+    without a restart. The services read the settings object, changed in place; the
+    dispatcher and its senders were handed the calendar when built, so they are given the
+    new one here (whoever applied the change: a catch-up in between may have)."""
+    changed = outreach.follow_settings(every_s)
+    calendar = outreach.settings.calendar  # cached: the same object until a change
+    if dispatcher is not None and dispatcher.calendar is not calendar:
+        changed = True
+        dispatcher.calendar = calendar
+        for sender in dispatcher.senders.values():
+            if isinstance(sender, TextSender | EmailSender | PhoneSender):
+                sender.calendar = calendar
+    return changed
+
+
 def make_scheduler(outreach: Outreach, publisher: IntentPublisher,
                    metrics: Metrics | None = None) -> Scheduler:
     settings = outreach.settings
@@ -136,6 +153,8 @@ class EmbeddedRunner:
 
     def step(self) -> None:
         o = self.outreach
+        # Every step (at most once a second in real time): one indexed read.
+        follow_settings(o, self.dispatcher)
         o.catch_up()
         self._note_sending_campaigns()
         self.scheduler.tick()

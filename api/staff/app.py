@@ -30,7 +30,7 @@ TITLE = "outreach staff API"
 #: The route modules, each exposing `router`. Until issue 12 is integrated, a module that
 #: does not import yet is left out (and logged); the lead makes them all required.
 ROUTER_MODULES = ("api.staff.users", "api.staff.patients", "api.staff.campaigns",
-                  "api.staff.replies", "api.staff.audit")
+                  "api.staff.replies", "api.staff.audit", "api.staff.organisation")
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>outreach staff API</title></head>
 <body style="font-family: sans-serif; max-width: 46em; margin: 2em auto">
