@@ -205,3 +205,36 @@ def campaign_test_send(
         what = {"email": "email", "phone": "call"}.get(tested.channel, "text")
         console.print(f"test {what} accepted; campaign {UUID(tested.campaign_id).hex} is "
                       f"{tested.status}")
+
+
+@campaign_app.command("forecast")
+def campaign_forecast(
+    campaign_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object for tools.")]
+    = False,
+) -> None:
+    """Before activation: when the first and last patient would be reached if activated
+    now, and who would not be, and why (opted out, no contact, over the size cap)."""
+    with outreach() as o:
+        made = o.staff.campaigns.forecast(cli_actor(o), campaign_id)
+        if as_json:
+            sys.stdout.write(json.dumps(made.as_dict()) + "\n")
+            return
+        out = made.as_dict()
+        console.print(f"{made.name} ({made.channel}, {made.status}): {made.patients} on the "
+                      f"list, {made.to_contact} to be contacted, {made.excluded} excluded",
+                      markup=False, highlight=False)
+        if made.first_at is not None:
+            console.print(f"first reached {out['first_at']}, last {out['last_at']} "
+                          f"({made.sending_days} sending days; {made.window} "
+                          f"{made.timezone}, {made.rate_cap_per_hour} per hour)",
+                          markup=False, highlight=False)
+        for group in made.groups:
+            kinds = "; ".join(f"{k}: {n}" for k, n in group.kinds)
+            console.print(f"{group.label}: {group.count} ({kinds})", markup=False,
+                          highlight=False)
+            for p in group.patients:
+                console.print(f"  {p.patient_id}  {p.name}  {p.detail}", markup=False,
+                              highlight=False)
+        for line in ([made.blocked] if made.blocked else []) + list(made.notes):
+            console.print(line, markup=False, highlight=False)

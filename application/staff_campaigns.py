@@ -24,9 +24,12 @@ from uuid import UUID
 from application.attempts import AttemptRow, campaign_attempts
 from application.campaigns import CampaignRow, CampaignService, ReportRow
 from application.csv_safe import SafeCsvWriter
+from application.forecast import Forecast, forecaster
 from application.letters import LetterService, LettersResult
 from application.patients import PatientService
-from application.staff_base import AuditSink, Guarded
+from application.staff_base import AuditSink
+from application.staff_campaign_editor import CampaignEditing
+from application.staff_scope import patients_in_scope
 from application.store import EventStore
 from application.templates import Template, template, templates
 from domain.access import Actor, Permission
@@ -35,37 +38,14 @@ from domain.channels import Channel
 from domain.errors import DomainError, NotFound
 from domain.follow_ups import FOLLOW_UPS_CAMPAIGN_ID
 from domain.lists import ListQuery, Scope
+from domain.preferences import ContactKeys
 from projections.db import Database
-from projections.patient_queries import Compiler, resolve_scope
-from projections.patients import ID_BATCH, batches, placeholders
 
 READ = Permission.CAMPAIGNS_READ
 SEND = Permission.CAMPAIGNS_SEND
 
 REPORT_CSV_HEADER = ("#", "Patient ID", "Name", "Contact", "Status", "Attempts",
                      "Last Outcome", "Reason", "Due At")
-
-
-def patients_in_scope(db: Database, actor: Actor, ids: Sequence[str]) -> set[str]:
-    """Which of `ids` the actor may see: every one for All Subscribers; else those related
-    (PCP, appointment or billing) to an active provider of the actor's groups — the relation
-    SQL of PatientQueries.scope. A user in no group sees nobody."""
-    chosen = list(dict.fromkeys(ids))
-    if actor.sees_all:
-        return set(chosen)
-    if not actor.groups or not chosen:
-        return set()
-    query = ListQuery(scope=Scope(groups=tuple(actor.groups)))
-    found: set[str] = set()
-    with db.transaction() as tx:
-        providers = resolve_scope(tx, query) or []
-        relation = Compiler(db.dialect, date.min).scope(query, providers)
-        for chunk in batches(chosen, ID_BATCH):
-            found.update(str(r[0]) for r in tx.fetchall(
-                f"SELECT p.patient_id FROM patients p WHERE p.patient_id IN"
-                f" ({placeholders(len(chunk))}) AND {relation.text}",
-                [*chunk, *relation.params]))
-    return found
 
 
 @dataclass(frozen=True)
@@ -94,11 +74,12 @@ class ReportPage:
     total: int
 
 
-class CampaignsFacade(Guarded):
+class CampaignsFacade(CampaignEditing):
     def __init__(self, audit: AuditSink, *, campaigns: CampaignService, letters: LetterService,
                  patients: PatientService, store: EventStore, db: Database,
-                 catch_up: Callable[[], Any]) -> None:
+                 catch_up: Callable[[], Any], contact_keys: ContactKeys | None = None) -> None:
         super().__init__(audit)
+        self.contact_keys = contact_keys
         self.service = campaigns
         self.letters = letters
         self.patients = patients
@@ -110,7 +91,8 @@ class CampaignsFacade(Guarded):
     def from_outreach(cls, o: Any, audit: AuditSink) -> CampaignsFacade:
         """Over an application.bootstrap.Outreach."""
         return cls(audit, campaigns=o.campaigns, letters=o.letters, patients=o.patients,
-                   store=o.store, db=o.db, catch_up=o.catch_up)
+                   store=o.store, db=o.db, catch_up=o.catch_up,
+                   contact_keys=o.contact_keys)
 
     # -- finding a campaign the actor may see -------------------------------------------------
     def _visible(self, actor: Actor, action: str, ref: str) -> Campaign:
@@ -310,9 +292,18 @@ class CampaignsFacade(Guarded):
     def test_send_draft(self, actor: Actor, to: str, **draft: Any) -> CampaignDetail:
         """A test of a campaign not yet saved: saved Inactive first (created by the actor,
         within the actor's groups), unless the address is refused (then nothing is saved)."""
+        channel = Channel(draft.pop("channel", Channel.TEXT))
+        return self._test_new(actor, to, channel, None, None, draft)
+
+    def _test_new(self, actor: Actor, to: str, channel: Channel,
+                  patients: Sequence[str] | None, view: str | None, draft: dict[str, Any],
+                  check: Callable[[], None] | None = None) -> CampaignDetail:
+        """Save a draft Inactive with its audience (chosen patients, a view or the default),
+        then test it; `check` runs first, inside the audit record."""
         with self.audited(actor, SEND, "campaign.test_send") as note:
-            channel = Channel(draft.pop("channel", Channel.TEXT))
-            audience = self._audience(actor, "campaign.test_send", channel, None, None,
+            if check is not None:
+                check()
+            audience = self._audience(actor, "campaign.test_send", channel, patients, view,
                                       False, False)
             groups = () if actor.sees_all else tuple(actor.groups)
             hex_id = self.service.test_send(None, to, channel=channel, audience=audience,
@@ -388,3 +379,14 @@ class CampaignsFacade(Guarded):
     def template(self, actor: Actor, name: str) -> Template:
         self.check(actor, READ, "templates.read", target=name)
         return template(name)
+
+    # -- before activation (issue 13) -----------------------------------------------------------
+    def forecast(self, actor: Actor, ref: str) -> Forecast:
+        """If activated now: when the first and last patient are reached, and who is not
+        and why (application/forecast.py). The audit names the excluded patients shown."""
+        with self.audited(actor, READ, "campaign.forecast", target=ref) as note:
+            campaign = self._visible(actor, "campaign.forecast", ref)
+            note.target = str(campaign.id)
+            made = forecaster(self.service, self.contact_keys).forecast(campaign)
+            note.patient_ids = list(made.shown_ids)
+            return made

@@ -14,10 +14,10 @@ OUTREACH_PHONE_OPT_OUT_DAYS days. Logs carry references and sids, never numbers 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 from uuid import UUID
 
@@ -69,6 +69,22 @@ class _Target:
     campaign: Campaign
     contact: PatientContact | None
 
+
+
+def phone_merge_values(settings: Settings, content: Mapping[str, Any],
+                       contact: PatientContact | None) -> dict[str, str]:
+    """A call's merge fields for one patient: what the script and voicemail say. The
+    console's preview uses it too, so staff see the words the patient will hear."""
+    organisation = settings.organisation
+    provider = str(content.get("provider") or "") or (contact.provider if contact else "")
+    return {
+        "first_name": contact.first_name if contact else "",
+        "last_name": contact.last_name if contact else "",
+        "provider": provider or organisation,
+        "help_number": str(content.get("callback_number") or settings.help_number),
+        "organisation": organisation,
+        "care_manager": str(content.get("care_manager") or ""),
+    }
 
 class VoiceEventService:
     def __init__(self, store: EventStore, directory: PatientDirectory, clock: Clock,
@@ -124,17 +140,7 @@ class VoiceEventService:
         return _Target(comm, campaign, contact)
 
     def _values(self, target: _Target) -> dict[str, str]:
-        content, contact = target.campaign.content, target.contact
-        organisation = self.settings.organisation
-        provider = str(content.get("provider") or "") or (contact.provider if contact else "")
-        return {
-            "first_name": contact.first_name if contact else "",
-            "last_name": contact.last_name if contact else "",
-            "provider": provider or organisation,
-            "help_number": str(content.get("callback_number") or self.settings.help_number),
-            "organisation": organisation,
-            "care_manager": str(content.get("care_manager") or ""),
-        }
+        return phone_merge_values(self.settings, target.campaign.content, target.contact)
 
     def _script(self, target: _Target) -> str:
         return render(str(target.campaign.content.get("script", "")), self._values(target),

@@ -287,6 +287,60 @@ def test_send(request: Request, actor: CurrentActor, campaign_id: CampaignId,
     return CampaignOut.of(staff_of(request).campaigns.test_send(actor, campaign_id, body.to))
 
 
+class ForecastPatientOut(BaseModel):
+    patient_id: str
+    name: str
+    kind: str
+    detail: str
+
+
+class ForecastKindOut(BaseModel):
+    kind: str
+    count: int
+
+
+class ForecastGroupOut(BaseModel):
+    reason: str = Field(description="opted_out, no_contact, over_size_cap or not_found")
+    label: str
+    count: int = Field(description="Every patient excluded for this reason")
+    kinds: list[ForecastKindOut]
+    patients: list[ForecastPatientOut] = Field(description="The first 50, in list order")
+
+
+class ForecastOut(BaseModel):
+    """If activated now (application/forecast.py); times in the organisation's zone."""
+
+    campaign_id: str
+    name: str
+    channel: str
+    status: str
+    computed_at: str
+    timezone: str
+    start_date: str
+    requested_start: str
+    window: str
+    rate_cap_per_hour: int
+    size_cap: int
+    patients: int
+    to_contact: int
+    excluded: int
+    groups: list[ForecastGroupOut]
+    first_at: str | None
+    last_at: str | None
+    sending_days: int
+    can_activate: bool
+    blocked: str
+    notes: list[str]
+
+
+@router.get("/campaigns/{campaign_id}/forecast", response_model=ForecastOut)
+def campaign_forecast(request: Request, actor: CurrentActor,
+                      campaign_id: CampaignId) -> ForecastOut:
+    """Before activation: first and last patient reached, and who is excluded and why."""
+    made = staff_of(request).campaigns.forecast(actor, campaign_id)
+    return ForecastOut.model_validate(made.as_dict())
+
+
 @router.get("/campaigns/{campaign_id}/report", response_model=ReportPageOut)
 def campaign_report(request: Request, actor: CurrentActor, campaign_id: CampaignId,
                     page: PageNumber = 1, page_size: PageSize = 100) -> ReportPageOut:

@@ -20,8 +20,10 @@ from domain.errors import DomainError
 
 STATIC = Path(__file__).parent / "static"
 CONSOLE_MODULES = ("api.web.sign_in", "api.web.patients", "api.web.lists",
-                   "api.web.campaign_editor", "api.web.forecast", "api.web.campaigns", "api.web.admin",
-                   "api.web.organisation", "api.web.replies")
+                   # the editor's and forecast's /campaigns/... routes before campaigns'
+                   # /campaigns/{id} ones
+                   "api.web.campaign_editor", "api.web.forecast", "api.web.campaigns",
+                   "api.web.admin", "api.web.organisation", "api.web.replies")
 PREFIX = "/console"
 
 

@@ -101,6 +101,8 @@ MATRIX: dict[tuple[str, str], Call] = {
     ("GET", "/campaigns"): Call(CAMPAIGNS),
     ("POST", "/campaigns"): Call(CAMPAIGNS, json={**TEXT_CAMPAIGN, "name": "Matrix"}),
     ("GET", "/campaigns/{campaign_id}"): Call(CAMPAIGNS, "/campaigns/{text}"),
+    ("GET", "/campaigns/{campaign_id}/forecast"): Call(CAMPAIGNS,
+                                                       "/campaigns/{text}/forecast"),
     ("PATCH", "/campaigns/{campaign_id}"): Call(CAMPAIGNS, "/campaigns/{text}",
                                                 json={"description": "Edited"}),
     ("POST", "/campaigns/{campaign_id}/test-send"): Call(
@@ -132,6 +134,10 @@ MATRIX: dict[tuple[str, str], Call] = {
     # -- the audit trail (api.staff.audit)
     ("GET", "/audit"): Call(ADMIN),
     ("GET", "/audit.csv"): Call(ADMIN),
+    # -- organisation settings (api.staff.organisation)
+    ("GET", "/organisation/settings"): Call(ADMIN),
+    ("PATCH", "/organisation/settings"): Call(
+        ADMIN, json={"values": {"text_footer": "Reply STOP to end texts."}}),
     # -- the users directory (api.staff.users): another user, never the caller
     ("GET", "/groups"): Call(ALL),
     ("GET", "/users"): Call(ADMIN),

@@ -15,7 +15,8 @@ import pytest
 from application.bootstrap import Outreach
 from application.clock import SimulatedClock
 from application.staff_base import MemoryAudit
-from application.staff_campaigns import CampaignsFacade, patients_in_scope
+from application.staff_campaigns import CampaignsFacade
+from application.staff_scope import patients_in_scope
 from domain.access import ALL_SUBSCRIBERS, AccessDenied, Actor, Role
 from domain.channels import Channel
 from domain.errors import CampaignRuleViolation, NotFound
