@@ -14,7 +14,6 @@ list query under it). The page's total is checked against the query's.
 from __future__ import annotations
 
 import re
-import statistics
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -30,6 +29,7 @@ from application.logging import configure_logging
 from application.settings import Settings
 from domain.lists import ListQuery
 from domain.lists_views import BUILT_IN_VIEWS
+from scripts.bench_patients import _percentiles, _timed
 
 ADMIN_EMAIL = "bench-admin@clinic.example"
 # A throw-away benchmark database only; printed nowhere.
@@ -63,21 +63,6 @@ class ServerTime:
         started = time.perf_counter()
         await self.app(scope, receive, send)
         self.last_ms = (time.perf_counter() - started) * 1000
-
-
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[max(0, round(0.95 * len(ordered)) - 1)]
-
-
-def _timed(action: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
-    action()  # warm: staff open a list more than once
-    samples, result = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = action()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples, result
 
 
 def bench_list_page(url: str, now: datetime, cases: list[tuple[str, ListQuery]],

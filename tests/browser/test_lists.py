@@ -1,9 +1,9 @@
 """The Patient Management page in a real browser: a campaigns user opens "Pts w/ Appts in 1
 week", sees it grouped by appointment provider, adds a filter row, sorts on two keys, selects
 some patients and Send Campaign (text) shows the audience check, then posts the contract's
-form to the campaign editor (/console/campaigns/new, another module: it may still answer
-404/405, the request is what this story checks). The same at tablet width, and axe on the
-page with the audience check open.
+form to the campaign editor (/console/campaigns/new), where the text is written and saved
+active for exactly the chosen patients, in the list's order. The same at tablet width, and
+axe on the page with the audience check open.
 
 The shared seed (tests/browser/console_app.py) has only past appointments; this module adds
 upcoming ones: P3 Cara Diaz (D1, Dr. Adams, tomorrow), P2 Bob Lee (D1, in two days), P1 Ann
@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from urllib.parse import parse_qs
+from uuid import UUID
 
 from playwright.sync_api import Page, expect
 
@@ -96,6 +97,22 @@ def test_a_campaigns_user_narrows_the_week_view_sorts_selects_and_sends_a_text_c
     assert form["channel"] == "text"
     assert form["audience_note"] == f"{WEEK_VIEW}: 2 patients (chosen from the list)"
     assert form["csrf_token"]
+
+    # The editor opens with those two patients fixed: write the text, save it active.
+    expect(page.get_by_role("heading", level=1)).to_have_text("New text message campaign")
+    expect(page.get_by_text(f"{WEEK_VIEW}: 2 patients (chosen from the list)")).to_be_visible()
+    page.get_by_label("Name").fill("Appointment week: bring your insurance card")
+    page.get_by_label("Message", exact=True).fill(
+        "Total Healthcare: please bring your insurance card to your visit this week.")
+    page.get_by_role("button", name="Save as Active").click()
+    page.wait_for_url(re.compile(r"/console/campaigns/[0-9a-f-]{36}$"))
+    facts = page.locator("dl.facts")
+    expect(facts).to_contain_text("Active (pending)")
+    expect(facts).to_contain_text("0 completed of 2 to be contacted")
+    expect(facts.locator("dt:has-text('Patients') + dd")).to_have_text("2")
+    campaign_id = page.url.rsplit("/", 1)[-1]
+    planned = console.o.campaigns.report(UUID(campaign_id))
+    assert [r.patient_id for r in planned] == ["P2", "P1"]  # the list's order, as chosen
 
 
 def test_at_tablet_width_the_whole_list_goes_to_the_audience_check(
