@@ -3,12 +3,15 @@ has appears in it, on the embedded default, and its reports say what happened.""
 
 from __future__ import annotations
 
+import io
+import itertools
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 from application.bootstrap import build
+from application.event_export import FORMATS, EventExport, EventFilter
 from application.settings import Settings
 from domain.access import Permission
 
@@ -49,5 +52,14 @@ def test_the_demo_runs_text_email_and_letter_campaigns_and_prints_their_reports(
     try:
         actor = demo.users.authenticate(shown[1], shown[2], "test")
         assert actor.can(Permission.USERS_MANAGE) and actor.sees_all
+        # And its history (every channel's events) exports the same by the fast path as by
+        # the plain one: both views, both formats (application/event_export.py)
+        for internal, fmt in itertools.product((False, True), FORMATS):
+            fast, plain = io.BytesIO(), io.BytesIO()
+            for out_, is_plain in ((fast, False), (plain, True)):
+                EventExport(demo.store, demo.contact_keys, internal=internal,
+                            flt=EventFilter(), plain=is_plain).write(out_, fmt)
+            assert fast.getvalue() == plain.getvalue(), (internal, fmt)
+            assert fast.getvalue().count(b"\n") > 1000
     finally:
         demo.close()
