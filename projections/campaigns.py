@@ -26,8 +26,20 @@ CREATE TABLE IF NOT EXISTS communications (
 );
 CREATE INDEX IF NOT EXISTS communications_due ON communications (status, due_at);
 CREATE INDEX IF NOT EXISTS communications_campaign ON communications (campaign_id, sequence);
-CREATE INDEX IF NOT EXISTS communications_patient ON communications (patient_id)
+CREATE INDEX IF NOT EXISTS communications_patient ON communications (patient_id);
+CREATE INDEX IF NOT EXISTS communications_open ON communications (campaign_id, status, due_at);
+CREATE INDEX IF NOT EXISTS communications_changed ON communications (campaign_id, updated_at);
+CREATE TABLE IF NOT EXISTS campaign_progress (
+    campaign_id TEXT PRIMARY KEY, total INTEGER NOT NULL, open INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS campaign_counts (
+    campaign_id TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, status)
+)
 """
+
+#: A communication in one of these is not finished: the campaign cannot complete yet.
+OPEN_STATUSES = ("Planned", "Retry Pending", "Sending")
 
 # Filled here, read by the patient summary and search (projections/patients.py creates them
 # too when it runs alone, from this same text).
@@ -76,15 +88,16 @@ def kind(event: Any) -> str:
 class CampaignProjection(Projection):
     name = "campaigns"
     # 2: campaigns.scope_groups, the creator's subscriber groups (issue 12).
-    schema_version = 2
-    own_tables = ("campaigns", "communications", "communication_history", "patient_contacts")
+    # 3: campaign_progress and campaign_counts, so the scheduler never scans (issue 14).
+    schema_version = 3
+    own_tables = ("campaigns", "communications", "communication_history", "patient_contacts",
+                  "campaign_progress", "campaign_counts")
 
     def ddl(self) -> str:
         return DDL + ";" + HISTORY_DDL
 
     def reset(self, tx: Tx) -> None:
-        for table in ("campaigns", "communications", "communication_history",
-                      "patient_contacts"):
+        for table in self.own_tables:
             tx.execute(f"DELETE FROM {table}")
 
     def apply(self, tx: Tx, event: Any, position: int) -> None:
@@ -149,7 +162,12 @@ class CampaignProjection(Projection):
     def _communication(self, tx: Tx, name: str, e: Any) -> None:
         comm_id = str(e.originator_id)
         at = iso(getattr(e, "at", None) or e.timestamp)
+        # Where the communication stood before this event: the campaign's counts move with it.
+        before = tx.fetchone("SELECT campaign_id, status FROM communications"
+                             " WHERE communication_id = ?", (comm_id,))
         if name == "Communication.Planned":
+            if before is not None:
+                return  # planned once (a replay of the same event changes nothing)
             tx.execute(
                 "INSERT INTO communications (communication_id, campaign_id, patient_id, channel,"
                 " sequence, status, attempts, due_at, last_outcome, last_code, reason,"
@@ -158,6 +176,7 @@ class CampaignProjection(Projection):
                 (comm_id, str(e.campaign_id), e.patient_id, e.channel, e.sequence,
                  iso(e.due_at), iso(e.timestamp)),
             )
+            self._count(tx, str(e.campaign_id), None, "Planned")
             return
         sets: dict[str, Any] = {"updated_at": at}
         if name in STATUS_AFTER:
@@ -193,6 +212,8 @@ class CampaignProjection(Projection):
             + " WHERE communication_id = ?",
             [*sets.values(), comm_id],
         )
+        if before is not None:
+            self._count(tx, str(before[0]), str(before[1]), str(sets.get("status", before[1])))
         if name == "Communication.Accepted":
             # A letter is "sent" when printed for its mail date (which file and place: its
             # provider_ref, as `campaign attempts` shows).
@@ -231,3 +252,26 @@ class CampaignProjection(Projection):
             " first_attempt_at = excluded.first_attempt_at, updated_at = excluded.updated_at",
             (comm_id,),
         )
+
+    def _count(self, tx: Tx, campaign_id: str, old: str | None, new: str) -> None:
+        """Keep the campaign's counts beside its communications, in the same transaction:
+        how many of each status and how many still open — what the scheduler's completion
+        and due checks read instead of every communication. (Its last change is read by
+        index, communications_changed: a running maximum would be wrong, as a communication's
+        time can go back — planned at the wall clock's time, sent at a simulated one.)"""
+        if old == new:
+            return
+        opened = int(new in OPEN_STATUSES) - int(old in OPEN_STATUSES)
+        tx.execute(
+            "INSERT INTO campaign_progress (campaign_id, total, open) VALUES (?, ?, ?)"
+            " ON CONFLICT (campaign_id) DO UPDATE SET"
+            " total = campaign_progress.total + excluded.total,"
+            " open = campaign_progress.open + excluded.open",
+            (campaign_id, 1 if old is None else 0, opened))
+        if old is not None:
+            tx.execute("UPDATE campaign_counts SET n = n - 1 WHERE campaign_id = ?"
+                       " AND status = ?", (campaign_id, old))
+        tx.execute(
+            "INSERT INTO campaign_counts (campaign_id, status, n) VALUES (?, ?, 1)"
+            " ON CONFLICT (campaign_id, status) DO UPDATE SET n = campaign_counts.n + 1",
+            (campaign_id, new))

@@ -15,6 +15,8 @@ from application.clock import SimulatedClock
 from bus.intents import InMemoryIntentBus, IntentConsumer, IntentPublisher
 from domain.channels import Channel
 from domain.follow_ups import FOLLOW_UPS_CAMPAIGN_ID
+from projections import runner as follower
+from projections.campaigns import CampaignProjection
 from workers.dispatcher import Dispatcher, DispatchStats
 from workers.metrics import Metrics
 from workers.provider_pace import ProviderPace
@@ -24,6 +26,14 @@ from workers.senders import ChannelSender, EmailSender, TextSender
 from workers.senders_phone import PhoneSender
 
 log = structlog.get_logger("runner")
+
+#: The simulated clock's bounded step: every slot due within this much simulated time (and
+#: at most STEP_SLOTS of them) is sent at its own instant, exactly as stepping slot by slot
+#: would, while what only matters between steps (settings, the projections the workers do
+#: not read, the progress shown) is done once per step. Any length gives the same sends;
+#: this one keeps progress and settings changes a few simulated minutes fresh.
+STEP = timedelta(minutes=5)
+STEP_SLOTS = 1000
 
 
 def make_senders(outreach: Outreach) -> dict[Channel, ChannelSender]:
@@ -150,6 +160,10 @@ class EmbeddedRunner:
         # The campaigns this runner drives: every one seen sending (Pending) while it ran,
         # kept once it completes or is stopped.
         self.campaign_ids: set[str] = set()
+        #: the read model the scheduler and dispatcher read between slots of one step
+        self._campaigns_projection = next(
+            (p for p in outreach.projections if isinstance(p, CampaignProjection)), None)
+        self._campaigns_head: int | None = None
 
     def step(self) -> None:
         o = self.outreach
@@ -168,9 +182,40 @@ class EmbeddedRunner:
         if self.scheduler.complete_finished():
             o.catch_up()
 
-    def _apply_simulated_events(self) -> None:
-        apply_simulated_email_events(self.outreach)
-        apply_simulated_call_events(self.outreach)
+    def slot_step(self) -> None:
+        """One slot inside a bounded step: the same work as `step`, in the same order, but
+        only the campaigns read model is caught up between slots — the scheduler reads it,
+        and the dispatcher reads the event store and the patients (changed by imports only,
+        never by sending; the step's full catch-up takes any). Provider events (simulated
+        email and calls) may touch other read models: after them, everything catches up."""
+        o = self.outreach
+        self._catch_up_campaigns()
+        self._note_sending_campaigns()
+        self.scheduler.tick()
+        if o.letters.make_due():
+            o.catch_up()
+        if self.dispatcher is not None:
+            drain(self.dispatcher, self.bus, self.stats)
+        if self._apply_simulated_events():
+            o.catch_up()
+        else:
+            self._catch_up_campaigns()
+        if self.scheduler.complete_finished():
+            self._catch_up_campaigns()
+
+    def _catch_up_campaigns(self) -> None:
+        o, projection = self.outreach, self._campaigns_projection
+        if projection is None:
+            o.catch_up()
+            return
+        head = o.store.recorder.max_notification_id()
+        if head is None or head != self._campaigns_head:
+            follower.catch_up(o.store, o.db, [projection])
+            self._campaigns_head = head
+
+    def _apply_simulated_events(self) -> int:
+        return (apply_simulated_email_events(self.outreach)
+                + apply_simulated_call_events(self.outreach))
 
     def _note_sending_campaigns(self) -> None:
         # Before the scheduler's tick: a small campaign may be sent and completed within
@@ -184,31 +229,49 @@ class EmbeddedRunner:
         if not self.campaign_ids:
             return Progress(0, 0, now)
         ids = sorted(self.campaign_ids)
+        # The projection's counts: to be contacted, and done (no longer open).
         row = self.outreach.db.fetchone(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status IN ('Sent', 'Delivered',"
-            " 'Unsuccessful', 'Skipped', 'Cancelled', 'Introductory email needed')"
-            " THEN 1 ELSE 0 END), 0)"
-            f" FROM communications WHERE campaign_id IN ({', '.join('?' * len(ids))})",
+            "SELECT COALESCE(SUM(total), 0), COALESCE(SUM(total - open), 0)"
+            f" FROM campaign_progress WHERE campaign_id IN ({', '.join('?' * len(ids))})",
             ids)
         total, done = (int(row[0]), int(row[1])) if row else (0, 0)
         return Progress(total, done, now, len(ids))
 
     def run_simulated(self, until: datetime,
-                      on_step: Callable[[Progress], None] | None = None) -> Progress:
+                      on_step: Callable[[Progress], None] | None = None,
+                      step: timedelta = STEP) -> Progress:
+        """Run the workers under the simulated clock until `until` or nothing is left due.
+        Time jumps from one due instant to the next, in bounded steps of at most `step`
+        (see STEP; a zero step: every slot a full step, the plain slot-by-slot run) —
+        the instants visited, and so every send and its time, are the same either way.
+        `on_step` is shown the progress after each bounded step."""
         clock = self.outreach.clock
         if not isinstance(clock, SimulatedClock):
             raise TypeError("run_simulated needs the simulated clock")
+        started, slots, full = clock.now(), 0, True
         while True:
-            self.step()
-            if on_step:
-                on_step(self.progress())
+            ran_full = full
+            if full:
+                self.step()
+                started, slots = clock.now(), 0
+            else:
+                self.slot_step()
+                slots += 1
             now = clock.now()
             upcoming = self.scheduler.next_due()
-            if upcoming is None or upcoming > until or now >= until:
-                break
+            last = upcoming is None or upcoming > until or now >= until
             # Something due now but not taken (its intent is still in flight) must not make
             # the simulation spin: step a second.
-            clock.advance_to(upcoming if upcoming > now else now + timedelta(seconds=1))
+            target = now + timedelta(seconds=1) if upcoming is None or upcoming <= now \
+                else upcoming
+            full = target - started >= step or slots + 1 >= STEP_SLOTS
+            if on_step and (full or last):
+                on_step(self.progress())
+            if last:
+                break
+            clock.advance_to(target)
+        if not ran_full:
+            self.outreach.catch_up()  # the read models the slots left behind
         return self.progress()
 
     def run_realtime(self, stop: threading.Event | None = None, interval_s: float = 1.0, *,

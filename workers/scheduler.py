@@ -29,8 +29,16 @@ DDL = """
 CREATE TABLE IF NOT EXISTS issued_intents (
     communication_id TEXT NOT NULL, attempt INTEGER NOT NULL, due_at TEXT NOT NULL,
     issued_at TEXT NOT NULL, PRIMARY KEY (communication_id, attempt)
-)
+);
+CREATE INDEX IF NOT EXISTS issued_intents_when ON issued_intents (issued_at)
 """
+#: The bookkeeping tables are pruned at most this often (of the app's clock): a DELETE of
+#: old rows on every tick would read the whole send ledger each time.
+PRUNE_EVERY = timedelta(minutes=10)
+#: A campaign's last change (of `c`): one look at the end of an index, only asked of the
+#: few campaigns whose counts say nothing is open.
+LAST_CHANGE = ("(SELECT MAX(m.updated_at) FROM communications m"
+               " WHERE m.campaign_id = c.campaign_id)")
 
 def routing_key(mobile: str | None, patient_id: str, keys: ContactKeys) -> str:
     """Same number → same key → same partition → in order. Keyed (HMAC-SHA256 of
@@ -71,6 +79,7 @@ class Scheduler:
         #: failure reported soon after the send can still get another attempt
         self.receipt_grace = receipt_grace
         self.batch = batch
+        self._pruned_at: datetime | None = None
         db.migrate(DDL)
 
     def tick(self) -> int:
@@ -134,7 +143,11 @@ class Scheduler:
         return len(intents)
 
     def _prune(self, now: datetime) -> None:
-        """The bookkeeping tables only matter for a while; keep them small."""
+        """The bookkeeping tables only matter for a while; keep them small. Rows pruned
+        later than they could be are never read again (every read looks at recent ones)."""
+        if self._pruned_at is not None and self._pruned_at <= now < self._pruned_at + PRUNE_EVERY:
+            return
+        self._pruned_at = now
         with self.db.transaction() as tx:
             tx.execute("DELETE FROM issued_intents WHERE issued_at < ?",
                        (iso(now - max(self.reissue_after * 2, timedelta(hours=1))),))
@@ -142,14 +155,17 @@ class Scheduler:
                        (iso(now - timedelta(days=7)),))
 
     def _in_flight_per_campaign(self, now: datetime) -> dict[str, int]:
-        """Intents issued but not yet taken by a dispatcher will each use the cap."""
+        """Intents issued but not yet taken by a dispatcher will each use the cap. Such an
+        intent's communication is still due (its due time is the intent's, issued at or
+        after it): only the due ones of active campaigns are looked at, by index."""
         rows = self.db.fetchall(
-            "SELECT m.campaign_id, COUNT(*) FROM issued_intents i JOIN communications m"
-            " ON m.communication_id = i.communication_id"
-            " WHERE i.issued_at > ? AND m.status IN ('Planned', 'Retry Pending')"
-            " AND i.attempt = m.attempts + 1 AND i.due_at = COALESCE(m.due_at, '')"
+            "SELECT m.campaign_id, COUNT(*) FROM campaigns c JOIN communications m"
+            " ON m.campaign_id = c.campaign_id JOIN issued_intents i"
+            " ON i.communication_id = m.communication_id AND i.attempt = m.attempts + 1"
+            " WHERE c.status = 'Pending' AND m.status IN ('Planned', 'Retry Pending')"
+            " AND m.due_at <= ? AND i.issued_at > ? AND i.due_at = COALESCE(m.due_at, '')"
             " GROUP BY m.campaign_id",
-            (iso(now - self.reissue_after),))
+            (iso(now), iso(now - self.reissue_after)))
         return {r[0]: int(r[1]) for r in rows}
 
     def _has_room(self, campaign_id: str, now: datetime, room: dict[str, int],
@@ -170,19 +186,26 @@ class Scheduler:
         return True
 
     def next_due(self) -> datetime | None:
-        """The earliest instant something of an active campaign is due (for simulated time)."""
+        """The earliest instant something of an active campaign is due (for simulated time).
+        Per active campaign with open communications (the projection's counts), three
+        indexed MIN look-ups; finished ones by their last change: nothing scans."""
         rows = self.db.fetchall(
-            "SELECT m.campaign_id,"
-            " MIN(CASE WHEN m.status = 'Sending' THEN NULL ELSE m.due_at END),"
-            " MIN(CASE WHEN m.status = 'Sending' THEN m.updated_at ELSE NULL END)"
-            " FROM communications m JOIN campaigns c"
-            " ON c.campaign_id = m.campaign_id WHERE c.status = 'Pending'"
+            "SELECT c.campaign_id,"
+            " (SELECT MIN(m.due_at) FROM communications m WHERE m.campaign_id = c.campaign_id"
+            "  AND m.status = 'Planned'),"
+            " (SELECT MIN(m.due_at) FROM communications m WHERE m.campaign_id = c.campaign_id"
+            "  AND m.status = 'Retry Pending'),"
+            " (SELECT MIN(m.updated_at) FROM communications m"
+            "  WHERE m.campaign_id = c.campaign_id AND m.status = 'Sending')"
+            " FROM campaigns c JOIN campaign_progress p ON p.campaign_id = c.campaign_id"
             # Letters count too: at their planned time the letter worker makes them.
-            " AND m.status IN ('Planned', 'Retry Pending', 'Sending') GROUP BY m.campaign_id")
+            " WHERE c.status = 'Pending' AND p.open > 0")
         candidates: list[datetime] = []
-        for campaign_id, due_text, stuck_text in rows:
-            due, stuck = parse_iso(due_text), parse_iso(stuck_text)
-            if due is not None:
+        for campaign_id, planned_text, retry_text, stuck_text in rows:
+            dues = [d for d in (parse_iso(planned_text), parse_iso(retry_text)) if d]
+            stuck = parse_iso(stuck_text)
+            if dues:
+                due = min(dues)
                 # A campaign at its cap is next due when the cap frees up, not before.
                 blocked = self.blocked_until.get(campaign_id)
                 candidates.append(max(due, blocked) if blocked else due)
@@ -190,11 +213,9 @@ class Scheduler:
                 # An attempt left without an outcome is due again when it may be re-issued.
                 candidates.append(stuck + self.reissue_after)
         finished = self.db.fetchone(
-            "SELECT MIN(last_change) FROM (SELECT MAX(m.updated_at) AS last_change"
-            " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
-            " WHERE c.status = 'Pending' AND c.campaign_id <> ?"  # follow-ups never complete
-            " GROUP BY c.campaign_id HAVING SUM(CASE WHEN"
-            " m.status IN ('Planned', 'Retry Pending', 'Sending') THEN 1 ELSE 0 END) = 0) f",
+            f"SELECT MIN({LAST_CHANGE}) FROM campaigns c JOIN campaign_progress p"
+            " ON p.campaign_id = c.campaign_id WHERE c.status = 'Pending'"
+            " AND c.campaign_id <> ? AND p.open = 0 AND p.total > 0",  # follow-ups never end
             (str(FOLLOW_UPS_CAMPAIGN_ID),))
         last_change = parse_iso(finished[0]) if finished else None
         if last_change is not None:
@@ -202,33 +223,31 @@ class Scheduler:
         return min(candidates) if candidates else None
 
     def complete_finished(self) -> int:
-        """Mark Completed every active campaign whose communications have all ended."""
+        """Mark Completed every active campaign whose communications have all ended
+        (the projection's counts: no communication is read)."""
         rows = self.db.fetchall(
-            "SELECT c.campaign_id,"
-            # Sent (accepted, no receipt) and Delivered (receipt) are counted apart: the
-            # Completed event (version 2) reports them separately.
-            " SUM(CASE WHEN m.status = 'Sent' THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN m.status = 'Delivered' THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN m.status IN ('Unsuccessful', 'Skipped') THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN m.status = 'Introductory email needed' THEN 1 ELSE 0 END)"
-            " FROM campaigns c JOIN communications m ON m.campaign_id = c.campaign_id"
+            "SELECT c.campaign_id FROM campaigns c JOIN campaign_progress p"
+            " ON p.campaign_id = c.campaign_id"
             " WHERE c.status = 'Pending' AND c.campaign_id <> ?"  # follow-ups never complete
-            " GROUP BY c.campaign_id, c.audience_size"
-            " HAVING SUM(CASE WHEN m.status IN ('Planned', 'Retry Pending', 'Sending')"
-            " THEN 1 ELSE 0 END) = 0 AND COUNT(*) >= c.audience_size"
-            " AND MAX(m.updated_at) <= ?", (str(FOLLOW_UPS_CAMPAIGN_ID),
-                                            iso(self.clock.now() - self.receipt_grace)))
+            " AND p.open = 0 AND p.total > 0 AND p.total >= c.audience_size"
+            f" AND {LAST_CHANGE} <= ?", (str(FOLLOW_UPS_CAMPAIGN_ID),
+                                        iso(self.clock.now() - self.receipt_grace)))
         done = 0
-        for campaign_id, sent, delivered, unsuccessful, introduced in rows:
+        for (campaign_id,) in rows:
+            counts = {str(status): int(n) for status, n in self.db.fetchall(
+                "SELECT status, n FROM campaign_counts WHERE campaign_id = ?", (campaign_id,))}
             try:
                 campaign: Campaign = self.store.repository.get(UUID(campaign_id))
             except AggregateNotFoundError:
                 continue
             if campaign.is_active:
-                campaign.complete(now=self.clock.now(), sent=int(sent or 0),
-                                  delivered=int(delivered or 0),
-                                  unsuccessful=int(unsuccessful or 0),
-                                  introduced=int(introduced or 0))
+                # Sent (accepted, no receipt) and Delivered (receipt) are counted apart: the
+                # Completed event (version 2) reports them separately.
+                campaign.complete(now=self.clock.now(), sent=counts.get("Sent", 0),
+                                  delivered=counts.get("Delivered", 0),
+                                  unsuccessful=counts.get("Unsuccessful", 0)
+                                  + counts.get("Skipped", 0),
+                                  introduced=counts.get("Introductory email needed", 0))
                 self.store.save(campaign)
                 done += 1
         return done
