@@ -7,16 +7,20 @@ notification log, which the projections, the scheduler and the Kafka relay all f
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import groupby
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.application import Application
-from eventsourcing.persistence import Compressor
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import Compressor, StoredEvent
+from eventsourcing.postgres import PostgresAggregateRecorder
+from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.sql import SQL, Identifier
 
 from application.settings import Settings
 
@@ -24,6 +28,96 @@ from application.settings import Settings
 class EventStore(Application[UUID]):
     name = "Outreach"
     log_section_size = 1000
+
+    #: ids per query: SQLite's default limit on bound parameters is 999 in older builds;
+    #: PostgreSQL takes one array, kept to a size whose answer fits comfortably in memory
+    GET_MANY_CHUNK = {"sqlite": 500, "postgres": 1000}
+
+    def get_many(self, ids: Iterable[UUID]) -> dict[UUID, Any]:
+        """The current state of many aggregates, read in one query per chunk of ids instead
+        of one per aggregate (a dispatcher's batch of 500 communications: 25–100× cheaper).
+        Ids with no events are absent from the answer (repository.get would raise
+        AggregateNotFoundError). Each aggregate is rebuilt exactly as repository.get rebuilds
+        it: the same mapper (decompression, decryption) and the same projector. With
+        snapshots or an aggregate cache configured (neither is used by outreach) the
+        repository's own path is taken, one id at a time, so nothing is ever skipped."""
+        wanted = list(dict.fromkeys(ids))
+        repo = self.repository
+        if repo.snapshot_store is not None or repo.cache is not None:
+            return self._get_each(wanted)
+        recorder = self.recorder
+        if isinstance(recorder, PostgresAggregateRecorder):
+            fetch, size = self._select_postgres, self.GET_MANY_CHUNK["postgres"]
+        elif isinstance(recorder, SQLiteAggregateRecorder):
+            fetch, size = self._select_sqlite, self.GET_MANY_CHUNK["sqlite"]
+        else:  # another persistence module (POPO in a library test): the plain path
+            return self._get_each(wanted)
+        found: dict[UUID, Any] = {}
+        for start in range(0, len(wanted), size):
+            rows = fetch(wanted[start:start + size])
+            # Rows come ordered by (originator_id, originator_version): one run per aggregate.
+            for originator_id, stored in groupby(rows, key=lambda r: r.originator_id):
+                aggregate = _project(self.mapper.to_domain_event(s) for s in stored)
+                if aggregate is not None:
+                    found[_as_uuid(originator_id)] = aggregate
+        return found
+
+    def _get_each(self, ids: list[UUID]) -> dict[UUID, Any]:
+        found: dict[UUID, Any] = {}
+        for aggregate_id in ids:
+            try:
+                found[aggregate_id] = self.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                continue
+        return found
+
+    def _select_postgres(self, ids: list[UUID]) -> list[StoredEvent]:
+        recorder = self.recorder
+        assert isinstance(recorder, PostgresAggregateRecorder)
+        # The ids as one array literal: psycopg adapts a list of UUIDs element by element,
+        # which cost more than the query itself for a batch's 1,500 opt-out ids.
+        statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table}"
+            " WHERE originator_id = ANY(%s::uuid[]) ORDER BY originator_id, originator_version"
+        ).format(schema=Identifier(recorder.datastore.schema),
+                 table=Identifier(recorder.events_table_name))
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, ("{" + ",".join(i.hex for i in ids) + "}",))
+            return [StoredEvent(originator_id=row["originator_id"],
+                                originator_version=row["originator_version"],
+                                topic=row["topic"], state=bytes(row["state"]))
+                    for row in curs.fetchall()]
+
+    def _select_sqlite(self, ids: list[UUID]) -> list[StoredEvent]:
+        recorder = self.recorder
+        assert isinstance(recorder, SQLiteAggregateRecorder)
+        # Stored as hex text, as the recorder writes them (SQLiteAggregateRecorder).
+        statement = (
+            "SELECT originator_id, originator_version, topic, state"
+            f" FROM {recorder.events_table_name}"
+            f" WHERE originator_id IN ({', '.join('?' * len(ids))})"
+            " ORDER BY originator_id, originator_version")
+        with recorder.datastore.transaction(commit=False) as c:
+            c.execute(statement, [i.hex for i in ids])
+            return [StoredEvent(originator_id=recorder.convert_originator_id(
+                                    row["originator_id"]),
+                                originator_version=row["originator_version"],
+                                topic=row["topic"], state=row["state"])
+                    for row in c.fetchall()]
+
+
+def _project(events: Iterable[Any]) -> Any:
+    """eventsourcing's project_aggregate (what repository.get folds events with), without
+    its per-event isinstance check against a runtime Protocol, which cost more than
+    decoding the event: each event's own mutate, in version order."""
+    aggregate = None
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
+def _as_uuid(originator_id: UUID | str) -> UUID:
+    return originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
 
 
 class EventCompressor(Compressor):

@@ -1,6 +1,6 @@
 """Benchmarks: each figure next to a raw baseline measured in the same run, and their ratio.
 
-    python -m scripts.benchmarks [--quick] [--only kafka appends activation patients email letters]
+    python -m scripts.benchmarks [--quick] [--only NAME ...]  (names: see --help)
                                  [--patients N]
 
 Benchmarks are not tests: nothing here asserts a timing. Every figure is printed beside the
@@ -283,6 +283,9 @@ def count_statuses(app: Outreach, status: str) -> int:
 # -- a. Kafka: scheduler → send-intents topic → dispatcher → null gateway ------------------
 
 PARTITIONS = 6
+# A burst equal to open_all_day's cap turns pacing off (Settings.rate_burst): the backlog is
+# all due at once and must not be paced at the cap's rate, 10 at a time.
+NO_PACING = 10_000_000
 # Tansu completes a group join after about half the session timeout (Apache Kafka refuses
 # less than 6 s; the benchmark targets Tansu or a broker configured like the tests').
 SESSION_TIMEOUT_MS, HEARTBEAT_MS = 2_000, 500
@@ -295,7 +298,8 @@ def bench_kafka(servers: Servers, sizes: Sizes, report: Report, workdir: Path) -
     raw_produce, raw_consume = raw_kafka(bootstrap, f"{prefix}-raw", n, sizes.batch)
     with servers.database("bench_kafka") as url:
         settings = open_all_day(url, kafka_bootstrap_servers=bootstrap,
-                                kafka_topic_prefix=prefix, kafka_intent_partitions=PARTITIONS)
+                                kafka_topic_prefix=prefix, kafka_intent_partitions=PARTITIONS,
+                                rate_burst=NO_PACING)
         clock = ShiftedClock()
         with outreach_app(settings, clock) as app:
             progress.print(f"[kafka] importing patients, activating {n:,} communications…")
@@ -579,6 +583,9 @@ def texts_sending(app: Outreach, count: int) -> list[Communication]:
 
 BENCHMARKS: dict[str, Callable[..., None]] = {
     "kafka": bench_kafka,
+    "dispatch": lambda servers, sizes, report, workdir: __import__(
+        "scripts.bench_dispatch", fromlist=["bench_dispatch"]).bench_dispatch(
+            servers, sizes, report, workdir),
     "appends": lambda servers, sizes, report, workdir: bench_appends(servers, sizes, report),
     "activation": bench_activation,
     "patients": bench_patients,
@@ -588,6 +595,12 @@ BENCHMARKS: dict[str, Callable[..., None]] = {
             servers, sizes, report, workdir),
     "letters": lambda servers, sizes, report, workdir: __import__(
         "scripts.bench_letters", fromlist=["bench_letters"]).bench_letters(
+            servers, sizes, report, workdir),
+    "export": lambda servers, sizes, report, workdir: __import__(
+        "scripts.bench_export", fromlist=["bench_export"]).bench_export(
+            servers, sizes, report, workdir),
+    "simulation": lambda servers, sizes, report, workdir: __import__(
+        "scripts.bench_simulation", fromlist=["bench_simulation"]).bench_simulation(
             servers, sizes, report, workdir),
 }
 

@@ -1,10 +1,14 @@
 """The dispatcher: send-intents → re-check every rule → provider call → outcome stored.
 
 Small steps, in the words of the rules:
-1. decode: load the communication; an intent for an attempt already settled is a harmless
+1. decode: load the batch's communications and campaigns (one query each: the event
+   store's get_many); an intent for an attempt already settled is a harmless
    redelivery and is dropped (idempotent by communication id + attempt number);
 2. decide, just before the call: campaign still active? patient known, with a valid mobile?
    not opted out (STOP-ed number or staff opt-out)? window open? rate cap not reached?
+   The senders read the opt-outs of the whole batch in one query when it begins (see
+   workers.senders.BatchReads: still from the store, after the intents arrived and before
+   anything is recorded or sent; nothing of it outlives the batch);
 3. record "attempt started" for the whole batch in one save — before any provider call, so a
    crash can never make us forget that a message may have gone;
 4. call the gateway (which never raises for provider trouble);
@@ -138,14 +142,25 @@ class Dispatcher:
         contacts = self.directory.contacts([c.patient_id for _, c in comms])
         changed: dict[UUID, Any] = {}
         ready: list[_Job] = []
-        for sender in self.senders.values():
-            sender.begin_batch()
-        for intent, comm in comms:
-            campaign = campaigns.get(comm.campaign_id)
-            job = self._decide(intent, comm, campaign, contacts.get(comm.patient_id), now,
-                               stats, changed)
-            if job:
-                ready.append(job)
+        by_channel: dict[str, list[PatientContact]] = {}
+        for _, comm in comms:
+            contact = contacts.get(comm.patient_id)
+            if contact is not None:
+                by_channel.setdefault(str(comm.channel), []).append(contact)
+        try:
+            # Read here, where each decision used to read for itself: after the intents
+            # arrived, with no I/O between this read and the decisions below.
+            for channel, sender in self.senders.items():
+                sender.begin_batch(by_channel.get(str(channel), []))
+            for intent, comm in comms:
+                campaign = campaigns.get(comm.campaign_id)
+                job = self._decide(intent, comm, campaign, contacts.get(comm.patient_id),
+                                   now, stats, changed)
+                if job:
+                    ready.append(job)
+        finally:
+            for sender in self.senders.values():
+                sender.end_batch()  # an opt-out read for this batch is never reused
         ready = self._apply_rate_cap(ready, now, stats, changed)
         for job in ready:
             if not job.reconcile:
@@ -222,13 +237,9 @@ class Dispatcher:
         )
 
     def _load(self, cls: type, ids: set[UUID]) -> dict[UUID, Any]:
-        out: dict[UUID, Any] = {}
-        for aggregate_id in ids:
-            try:
-                out[aggregate_id] = self.store.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                continue
-        return out
+        """The batch's aggregates of one kind, read in one query (absent ids: not found).
+        An id of another kind is treated as not found, as a redelivered intent would be."""
+        return {i: a for i, a in self.store.get_many(ids).items() if isinstance(a, cls)}
 
     def _decide(
         self,

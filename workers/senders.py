@@ -5,13 +5,21 @@ unusable, which opt-outs apply, email's introductory email and bounced addresses
 composes the message for the gateway, and how it asks its provider whether an attempt went.
 Windows, the campaign's rate cap, attempts, retries and recording outcomes are the
 dispatcher's, the same for every channel.
+
+Reads for a batch: the dispatcher announces each batch's patients (`begin_batch`) and a
+sender reads every opt-out record and preference it will consult for them in one query
+(`BatchReads`), instead of two or three "not found" SELECTs per send. What is read is never
+kept past the batch (`end_batch`): an opt-out is never cached. Only a number's validity is
+(`valid_mobile`): it depends on the number alone.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -48,23 +56,70 @@ class Wait:
 Verdict = Skip | Wait | str
 
 
+# Bounded: a dispatcher runs for months over a changing list of numbers (flat RSS).
+@lru_cache(maxsize=65_536)
 def valid_mobile(number: str | None) -> bool:
+    """Parsing a number costs more than the rest of a send's rules; its validity depends
+    on the number alone, so it is safe to remember (unlike anything about its owner)."""
     return valid_number(number)
 
 
-def _preferences(store: EventStore, patient_id: str) -> PatientPreferences | None:
-    try:
-        prefs: PatientPreferences = store.repository.get(patient_preferences_id(patient_id))
-    except AggregateNotFoundError:
-        return None
-    return prefs
+@lru_cache(maxsize=65_536)
+def _opt_out_ids(keys: ContactKeys, number: str) -> tuple[UUID, UUID]:
+    """Where a number's STOP may be recorded: two keyed hashes of the number alone (the
+    record itself is read from the store each batch, never remembered)."""
+    return keys.opt_out_ids(number)
+
+
+class BatchReads:
+    """The aggregates one batch's decisions consult, read from the event store in one query
+    when the batch begins (EventStore.get_many) and forgotten when its decisions are made.
+
+    Why this keeps "checked just before the call, from the event store": the dispatcher
+    announces a batch after taking it from the bus and before deciding it, exactly where
+    each decision used to read for itself; between this read and the decisions there is
+    only the loop over the batch's intents (no provider call, nothing recorded). So every
+    rule is still read from the store after the intent arrived, and before "attempt
+    started" is recorded and before any provider call; a STOP stored during a batch's
+    calls was never seen by that batch, then as now (the recorded attempt and the STOP's
+    own handling settle it). Ids not announced (a sender used on its own, as the unit
+    tests do) are read one by one."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._ids: frozenset[UUID] = frozenset()
+        self._found: dict[UUID, Any] = {}
+
+    def load(self, ids: Iterable[UUID]) -> None:
+        self._ids = frozenset(ids)
+        self._found = self.store.get_many(self._ids) if self._ids else {}
+
+    def clear(self) -> None:
+        self._ids, self._found = frozenset(), {}
+
+    def get(self, aggregate_id: UUID) -> Any | None:
+        """The aggregate, None when it has no events."""
+        if aggregate_id in self._ids:
+            return self._found.get(aggregate_id)
+        try:
+            return self.store.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
+    def preferences(self, patient_id: str) -> PatientPreferences | None:
+        prefs: PatientPreferences | None = self.get(patient_preferences_id(patient_id))
+        return prefs
 
 
 class ChannelSender(ABC):
     channel: Channel
 
-    def begin_batch(self) -> None:  # noqa: B027 - a hook most channels do not need
-        """A new batch of intents is about to be decided."""
+    def begin_batch(self, contacts: Sequence[PatientContact] = ()) -> None:  # noqa: B027
+        """A new batch of intents for these patients is about to be decided (a hook: a
+        channel may read what its rules consult for all of them at once)."""
+
+    def end_batch(self) -> None:  # noqa: B027 - a hook most channels do not need
+        """The batch's decisions are made: forget what was read for them."""
 
     @abstractmethod
     def decide(self, comm: Communication, campaign: Campaign, contact: PatientContact,
@@ -105,6 +160,18 @@ class TextSender(ChannelSender):
         self.store = store
         self.contact_keys = contact_keys
         self.calendar = calendar
+        self.reads = BatchReads(store)
+
+    def begin_batch(self, contacts: Sequence[PatientContact] = ()) -> None:
+        ids: list[UUID] = []
+        for contact in contacts:
+            if contact.mobile and valid_mobile(contact.mobile):
+                ids.extend(_opt_out_ids(self.contact_keys, contact.mobile))
+            ids.append(patient_preferences_id(contact.patient_id))
+        self.reads.load(ids)
+
+    def end_batch(self) -> None:
+        self.reads.clear()
 
     def decide(self, comm: Communication, campaign: Campaign, contact: PatientContact,
                now: datetime) -> Verdict:
@@ -120,15 +187,14 @@ class TextSender(ChannelSender):
         assert contact.mobile is not None
         # The keyed record first; a STOP recorded before keyed hashes lives under the legacy
         # id. Once the keyed record exists it decides: it took over the legacy state.
-        for phone_id in self.contact_keys.opt_out_ids(contact.mobile):
-            try:
-                phone: PhoneOptOut = self.store.repository.get(phone_id)
-            except AggregateNotFoundError:
+        for phone_id in _opt_out_ids(self.contact_keys, contact.mobile):
+            phone: PhoneOptOut | None = self.reads.get(phone_id)
+            if phone is None:
                 continue
             if phone.stopped:
                 return True
             break
-        prefs = _preferences(self.store, contact.patient_id)
+        prefs = self.reads.preferences(contact.patient_id)
         return prefs is not None and prefs.blocks_campaign(
             Channel.TEXT, self.calendar.today(now), str(campaign.content.get("protocol", "")))
 
@@ -174,9 +240,15 @@ class EmailSender(ChannelSender):
         #: patients given an introductory email in the batch being decided: a second
         #: campaign of the same batch must not send them another (see `begin_batch`)
         self._introducing: set[str] = set()
+        self.reads = BatchReads(store)
 
-    def begin_batch(self) -> None:
+    def begin_batch(self, contacts: Sequence[PatientContact] = ()) -> None:
         self._introducing = set()
+        self.reads.load(id_ for contact in contacts for id_ in (
+            patient_preferences_id(contact.patient_id), email_state_id(contact.patient_id)))
+
+    def end_batch(self) -> None:
+        self.reads.clear()
 
     def decide(self, comm: Communication, campaign: Campaign, contact: PatientContact,
                now: datetime) -> Verdict:
@@ -185,12 +257,12 @@ class EmailSender(ChannelSender):
         address = self.composer.recipient(contact.email)
         if address is None:
             return Skip(SkipReason.INVALID_EMAIL)
-        prefs = _preferences(self.store, contact.patient_id)
+        prefs = self.reads.preferences(contact.patient_id)
         if prefs is not None and prefs.blocks_campaign(
                 Channel.EMAIL, self.calendar.today(now),
                 str(campaign.content.get("protocol", ""))):
             return Skip(SkipReason.OPTED_OUT)
-        state = self._state(contact.patient_id)
+        state: EmailState | None = self.reads.get(email_state_id(contact.patient_id))
         readiness, ready_at = (Readiness.NEEDS_INTRODUCTION, None) if state is None else \
             state.readiness(self.contact_keys.email_key(address), now)
         if readiness == Readiness.BOUNCED:

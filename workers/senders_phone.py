@@ -9,6 +9,7 @@ request and an edit that lands before the call is answered is what the patient h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from application.ports import PatientContact
@@ -18,10 +19,11 @@ from domain.campaign import Campaign
 from domain.channels import Channel
 from domain.communication import Communication, SkipReason
 from domain.email import MESSAGE
+from domain.preferences import patient_preferences_id
 from gateways.sms import SendResult
 from gateways.voice import OutboundCall, VoiceGateway
 from workers.provider_pace import ProviderPace
-from workers.senders import ChannelSender, Skip, Verdict, _preferences, valid_mobile
+from workers.senders import BatchReads, ChannelSender, Skip, Verdict, valid_mobile
 
 
 def call_number(contact: PatientContact) -> str | None:
@@ -40,6 +42,13 @@ class PhoneSender(ChannelSender):
         self.store = store
         self.calendar = calendar
         self._pace = pace
+        self.reads = BatchReads(store)  # the batch's preferences, read in one query
+
+    def begin_batch(self, contacts: Sequence[PatientContact] = ()) -> None:
+        self.reads.load(patient_preferences_id(c.patient_id) for c in contacts)
+
+    def end_batch(self) -> None:
+        self.reads.clear()
 
     def decide(self, comm: Communication, campaign: Campaign, contact: PatientContact,
                now: datetime) -> Verdict:
@@ -48,7 +57,7 @@ class PhoneSender(ChannelSender):
             return Skip(SkipReason.NO_PHONE)
         if not valid_mobile(number):
             return Skip(SkipReason.INVALID_NUMBER)
-        prefs = _preferences(self.store, contact.patient_id)
+        prefs = self.reads.preferences(contact.patient_id)
         if prefs is not None and prefs.blocks_campaign(
                 Channel.PHONE, self.calendar.today(now),
                 str(campaign.content.get("protocol") or "")):

@@ -55,7 +55,7 @@ TEXT_PLAIN = {"Content-Type": "text/plain; charset=UTF-8"}  # what SNS sends
 
 
 def settings(db: str) -> Settings:
-    return Settings(database_url=db, email_window="00:00-23:59", sending_days="all",
+    return Settings(database_url=db, email_window="00:00-23:59:59", sending_days="all",
                     holidays="none", email_from_address="do-not-reply@clinic.example",
                     public_url=PUBLIC_URL, receipt_grace_seconds=0, log_level="WARNING")
 
@@ -144,7 +144,7 @@ def env(tmp_path: Path) -> dict[str, str]:
             "OUTREACH_CONTACT_KEY_SECRET": os.environ["OUTREACH_CONTACT_KEY_SECRET"],
             "OUTREACH_LOG_LEVEL": "INFO", "OUTREACH_LOG_FORMAT": "console",
             "TWILIO_AUTH_TOKEN": TOKEN, "OUTREACH_PUBLIC_URL": PUBLIC_URL,
-            "OUTREACH_EMAIL_WINDOW": "00:00-23:59", "OUTREACH_SENDING_DAYS": "all",
+            "OUTREACH_EMAIL_WINDOW": "00:00-23:59:59", "OUTREACH_SENDING_DAYS": "all",
             "OUTREACH_HOLIDAYS": "none", "OUTREACH_SES_SNS_TOPIC_ARNS": TOPIC,
             "OUTREACH_SNS_CERTIFICATE_FILE": str(certificate)}
 
