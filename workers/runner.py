@@ -166,21 +166,9 @@ class EmbeddedRunner:
         self._campaigns_head: int | None = None
 
     def step(self) -> None:
-        o = self.outreach
         # Every step (at most once a second in real time): one indexed read.
-        follow_settings(o, self.dispatcher)
-        o.catch_up()
-        self._note_sending_campaigns()
-        self.scheduler.tick()
-        # Letters are files, made for a whole campaign at once on its start day.
-        if o.letters.make_due():
-            o.catch_up()
-        if self.dispatcher is not None:
-            drain(self.dispatcher, self.bus, self.stats)
-        self._apply_simulated_events()
-        o.catch_up()
-        if self.scheduler.complete_finished():
-            o.catch_up()
+        follow_settings(self.outreach, self.dispatcher)
+        self._slot(self.outreach.catch_up)
 
     def slot_step(self) -> None:
         """One slot inside a bounded step: the same work as `step`, in the same order, but
@@ -188,10 +176,14 @@ class EmbeddedRunner:
         and the dispatcher reads the event store and the patients (changed by imports only,
         never by sending; the step's full catch-up takes any). Provider events (simulated
         email and calls) may touch other read models: after them, everything catches up."""
+        self._slot(self._catch_up_campaigns)
+
+    def _slot(self, catch_up: Callable[[], object]) -> None:
         o = self.outreach
-        self._catch_up_campaigns()
+        catch_up()
         self._note_sending_campaigns()
         self.scheduler.tick()
+        # Letters are files, made for a whole campaign at once on its start day.
         if o.letters.make_due():
             o.catch_up()
         if self.dispatcher is not None:
@@ -199,9 +191,9 @@ class EmbeddedRunner:
         if self._apply_simulated_events():
             o.catch_up()
         else:
-            self._catch_up_campaigns()
+            catch_up()
         if self.scheduler.complete_finished():
-            self._catch_up_campaigns()
+            catch_up()
 
     def _catch_up_campaigns(self) -> None:
         o, projection = self.outreach, self._campaigns_projection
