@@ -86,3 +86,28 @@ def test_a_backlog_reserved_at_once_gets_the_burst_then_one_every_interval(
     again, retry_at = limiter.reserve(campaign, backlog[10:], retry_at)
     assert again == backlog[10:11] and retry_at == at + limiter.pace.interval * 2
     limiter.db.close()
+
+
+def test_a_limiter_that_remembers_its_hour_still_counts_what_another_recorded_at_that_instant(
+        stack: str) -> None:
+    # Given two dispatchers' limiters (each keeps the campaign's last hour in memory) and a
+    # cap of 10 an hour with a burst of 10
+    mine, theirs = (RateLimiter(open_database(stack), per_hour=10, burst=10) for _ in range(2))
+    campaign = uuid4()
+    # When mine admits 4 at noon, then theirs 4 more at the very same instant
+    ok, _ = mine.reserve(campaign, [(uuid4(), 1) for _ in range(4)], NOON)
+    assert len(ok) == 4 and mine.room(campaign, NOON)[0] == 6
+    theirs_ok, _ = theirs.reserve(campaign, [(uuid4(), 1) for _ in range(4)], NOON)
+    assert len(theirs_ok) == 4
+    # Then mine sees all 8 — read from the ledger, not from its memory alone — so only 2 more
+    assert mine.room(campaign, NOON)[0] == 2
+    more, retry_at = mine.reserve(campaign, [(uuid4(), 1) for _ in range(5)], NOON)
+    assert len(more) == 2 and retry_at == NOON + HOUR + MICROSECOND
+    # And a send theirs recorded is admitted again by mine without counting twice
+    assert mine.reserve(campaign, [theirs_ok[0]], NOON + timedelta(minutes=1)) == (
+        [theirs_ok[0]], None)
+    # And an hour later all the room is back (the old sends are forgotten, not counted)
+    later = NOON + HOUR + MICROSECOND
+    assert mine.room(campaign, later)[0] == 10
+    for limiter in (mine, theirs):
+        limiter.db.close()
